@@ -1,0 +1,73 @@
+"""The shared vocabulary: metric types, canonical units and the records that flow between modules."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+DEVICE_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+DEVICE_TYPES: Final = (
+    "plug", "meter", "inverter", "battery", "hvac", "appliance", "server", "network", "cloud", "other",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricType:
+    """A metric type with its canonical unit and the factor that turns each accepted unit into it."""
+
+    name: str
+    unit: str
+    conversions: dict[str, tuple[float, float]]  # unit -> (scale, offset): canonical = value*scale + offset
+    counter: bool = False
+    description: str = ""
+
+
+def _linear(**scales: float) -> dict[str, tuple[float, float]]:
+    return {unit: (scale, 0.0) for unit, scale in scales.items()}
+
+
+# CONTRACT.md, "Vocabulary". Plugin manifests may declare more types at run time.
+METRIC_TYPES: Final[dict[str, MetricType]] = {
+    t.name: t
+    for t in (
+        MetricType("power", "W", _linear(W=1.0, kW=1e3, MW=1e6), description="instantaneous draw"),
+        MetricType("energy", "kWh", _linear(Wh=1e-3, kWh=1.0, MWh=1e3), counter=True,
+                   description="cumulative imported-energy counter"),
+        MetricType("energy_exported", "kWh", _linear(Wh=1e-3, kWh=1.0, MWh=1e3), counter=True,
+                   description="cumulative exported-energy counter"),
+        MetricType("voltage", "V", _linear(mV=1e-3, V=1.0)),
+        MetricType("current", "A", _linear(mA=1e-3, A=1.0)),
+        MetricType("power_factor", "ratio", {"ratio": (1.0, 0.0), "%": (0.01, 0.0)}),
+        MetricType("frequency", "Hz", _linear(Hz=1.0)),
+        MetricType("temperature", "°C", {"°C": (1.0, 0.0), "°F": (5.0 / 9.0, -32.0 * 5.0 / 9.0)}),
+    )
+}
+
+
+@dataclass(slots=True)
+class Metric:
+    """One timestamped value of one device, already in its canonical unit once past the collector."""
+
+    time: datetime
+    device_id: str
+    metric_type: str
+    value: float
+    unit: str
+    tags: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why one metric of a batch was refused; ``index`` is its position in the submitted batch."""
+
+    index: int
+    reason: str
+
+
+@dataclass(slots=True)
+class SubmitResult:
+    accepted: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
