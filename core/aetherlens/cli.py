@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"aetherlens {__version__}")
     parser.add_argument("--config", help="YAML config file (default: $AETHERLENS_CONFIG)")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override log.level")
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="override log.level"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{module_info.name}")

@@ -25,8 +25,13 @@ from aetherlens.errors import ConfigError
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "AETHERLENS_"
+# Short names the contract gives for nested keys (the `__` spelling works too).
+_ENV_ALIASES = {
+    "AETHERLENS_DATABASE_URL": ("database", "url"),
+    "AETHERLENS_ADMIN_PASSWORD": ("auth", "admin_password"),
+}
 # Variables that are not settings keys but are read by the loader or by tools around it.
-_LOADER_ENV = {"AETHERLENS_CONFIG", "AETHERLENS_ADMIN_PASSWORD", "AETHERLENS_MIGRATIONS_DIR"}
+_LOADER_ENV = {"AETHERLENS_CONFIG", "AETHERLENS_MIGRATIONS_DIR", *_ENV_ALIASES}
 _VAR_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -227,11 +232,15 @@ def read_yaml_config(path: Path, env: dict[str, str]) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}", details={"file": str(path)}) from exc
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror}", details={"file": str(path)}
+        ) from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}", details={"file": str(path)}) from exc
+        raise ConfigError(
+            f"config file {path} is not valid YAML: {exc}", details={"file": str(path)}
+        ) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -276,9 +285,9 @@ def load_settings(
     for key, value in overrides.items():
         data[key] = value
     _warn_unknown_env(environ)
-    admin_password = environ.get("AETHERLENS_ADMIN_PASSWORD")
-    if admin_password:
-        data.setdefault("auth", {})["admin_password"] = admin_password
+    for variable, (section, key) in _ENV_ALIASES.items():
+        if environ.get(variable):
+            data.setdefault(section, {})[key] = environ[variable]
     saved = dict(os.environ)
     try:
         if env is not None:

@@ -10,7 +10,16 @@ from typing import Final
 DEVICE_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 DEVICE_TYPES: Final = (
-    "plug", "meter", "inverter", "battery", "hvac", "appliance", "server", "network", "cloud", "other",
+    "plug",
+    "meter",
+    "inverter",
+    "battery",
+    "hvac",
+    "appliance",
+    "server",
+    "network",
+    "cloud",
+    "other",
 )
 
 
@@ -34,10 +43,20 @@ METRIC_TYPES: Final[dict[str, MetricType]] = {
     t.name: t
     for t in (
         MetricType("power", "W", _linear(W=1.0, kW=1e3, MW=1e6), description="instantaneous draw"),
-        MetricType("energy", "kWh", _linear(Wh=1e-3, kWh=1.0, MWh=1e3), counter=True,
-                   description="cumulative imported-energy counter"),
-        MetricType("energy_exported", "kWh", _linear(Wh=1e-3, kWh=1.0, MWh=1e3), counter=True,
-                   description="cumulative exported-energy counter"),
+        MetricType(
+            "energy",
+            "kWh",
+            _linear(Wh=1e-3, kWh=1.0, MWh=1e3),
+            counter=True,
+            description="cumulative imported-energy counter",
+        ),
+        MetricType(
+            "energy_exported",
+            "kWh",
+            _linear(Wh=1e-3, kWh=1.0, MWh=1e3),
+            counter=True,
+            description="cumulative exported-energy counter",
+        ),
         MetricType("voltage", "V", _linear(mV=1e-3, V=1.0)),
         MetricType("current", "A", _linear(mA=1e-3, A=1.0)),
         MetricType("power_factor", "ratio", {"ratio": (1.0, 0.0), "%": (0.01, 0.0)}),
