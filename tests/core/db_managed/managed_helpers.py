@@ -1,0 +1,45 @@
+"""Helpers shared by the db_managed tests (imported by name; conftest holds the fixtures)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aetherlens.config import Settings, load_settings
+from aetherlens.db.managed import find_bindir, timescaledb_installed
+
+TIMESCALEDB_INSTALLED = timescaledb_installed(find_bindir())
+requires_timescaledb = pytest.mark.skipif(
+    not TIMESCALEDB_INSTALLED,
+    reason="the timescaledb extension is not installed for this machine's PostgreSQL binaries",
+)
+
+
+def make_cluster_dir() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="aetherlens-cluster-", dir="/tmp"))
+    root.chmod(0o755)
+    if os.geteuid() == 0:
+        shutil.chown(root, user="postgres", group="postgres")
+    return root
+
+
+def settings_for(root: Path, **database: Any) -> Settings:
+    return load_settings(
+        env={},
+        data_dir=str(root / "data"),
+        database={"managed_dir": str(root / "pg"), **database},
+        log={"level": "info", "format": "text"},
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
