@@ -1,0 +1,106 @@
+"""Helpers shared by the migration and rollup tests (imported by name from both test directories).
+
+TimescaleDB is not installed on the machine's shared server's preload list, so TimescaleDB tests run on
+one throwaway managed cluster per test session (``ManagedPostgres`` preloads timescaledb when its files
+are installed), in a directory the ``postgres`` user can reach; it is stopped when the session ends.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from aetherlens.config import load_settings
+from aetherlens.db.capabilities import Capabilities, probe
+from aetherlens.db.managed import ManagedPostgres, find_bindir, timescaledb_installed
+from aetherlens.db.migrations import apply_migrations
+
+TIMESCALEDB_INSTALLED = timescaledb_installed(find_bindir())
+SKIP_REASON = (
+    "the timescaledb extension is not installed for this machine's PostgreSQL binaries "
+    "(no timescaledb.control / timescaledb.so); TimescaleDB tests need it"
+)
+
+PLAIN = Capabilities(pg_version="15", timescaledb=False, timescaledb_tsl=False)
+
+
+@dataclass(frozen=True)
+class FakeCaps:
+    """Capabilities as values, for selection rules that do not depend on the server."""
+
+    timescaledb: bool = False
+    timescaledb_tsl: bool = False
+
+
+_cluster: dict[str, object] = {}
+
+
+def shared_timescaledb_admin_dsn() -> str:
+    """Admin DSN of the session's TimescaleDB cluster (started on first use, stopped at exit)."""
+    if not TIMESCALEDB_INSTALLED:
+        pytest.skip(SKIP_REASON)
+    if "dsn" in _cluster:
+        return str(_cluster["dsn"])
+    root = Path(tempfile.mkdtemp(prefix="aetherlens-tsdb-", dir="/tmp"))
+    root.chmod(0o755)
+    if os.geteuid() == 0:
+        shutil.chown(root, user="postgres", group="postgres")
+    settings = load_settings(
+        env={},
+        data_dir=str(root / "data"),
+        database={"managed_dir": str(root / "pg")},
+        log={"level": "info", "format": "text"},
+    )
+    managed = ManagedPostgres(settings)
+    dsn = managed.start()
+
+    def stop() -> None:
+        managed.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+    atexit.register(stop)
+    _cluster["dsn"] = dsn
+    return dsn
+
+
+def dsn_in(admin_dsn: str, database: str) -> str:
+    before, _, query = admin_dsn.partition("?")
+    base = before.rsplit("/", 1)[0]
+    return f"{base}/{database}" + (f"?{query}" if query else "")
+
+
+async def create_database(admin_dsn: str) -> str:
+    name = f"aetherlens_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return name
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def migrate(dsn: str) -> Capabilities:
+    """Probe the server (creating timescaledb where usable) and apply the repository's migrations."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        caps = await probe(conn)
+        await apply_migrations(conn, caps)
+        return caps
+    finally:
+        await conn.close()
