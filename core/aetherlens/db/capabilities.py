@@ -4,6 +4,10 @@
 ``pg_available_extensions`` *and* ``CREATE EXTENSION`` must succeed. A server that has the files but
 does not preload the library (the machine's shared server, typically) refuses the extension; that is
 reported as absent with the server's reason, never as a crash.
+
+The extension is created on a new database, never in one whose recorded storage mode is ``plain``:
+the migration runner refuses a database whose mode changed, and its advice for a plain database that
+got the extension is ``DROP EXTENSION`` — which must stick.
 """
 
 from __future__ import annotations
@@ -62,8 +66,26 @@ async def probe(conn: asyncpg.Connection) -> Capabilities:
         available = await conn.fetchval(
             "SELECT default_version FROM pg_available_extensions WHERE name = $1", EXTENSION
         )
+        recorded = await _recorded_storage_mode(conn)
         if available is None:
             reason = "the timescaledb extension is not installed on this PostgreSQL server"
+        elif recorded == "plain":
+            # Creating it would switch a plain database's storage mode under its feet (and undo a
+            # DROP EXTENSION the user ran to keep the plain schema); it stays plain.
+            reason = (
+                "timescaledb is available on the server, but this database was set up on plain PostgreSQL "
+                "(storage mode recorded at its first migration); to use TimescaleDB, back it up and restore "
+                "it into a new database"
+            )
+            log.warning("TimescaleDB not used: %s", reason)
+        elif not await _preloaded(conn):
+            # Checked first: without preloading, timescaledb's loader answers CREATE EXTENSION with a
+            # FATAL error that ends the whole connection.
+            reason = (
+                "timescaledb is installed on the server but not preloaded "
+                "(shared_preload_libraries does not list it)"
+            )
+            log.info("TimescaleDB not used: %s", reason)
         else:
             installed, reason = await _create_extension(conn)
     elif await _license(conn) is None:
@@ -115,6 +137,20 @@ async def _create_extension(conn: asyncpg.Connection) -> tuple[str | None, str |
         "SELECT extversion FROM pg_extension WHERE extname = $1", EXTENSION
     )
     return version, None
+
+
+async def _preloaded(conn: asyncpg.Connection) -> bool:
+    libraries = str(await conn.fetchval("SELECT current_setting('shared_preload_libraries')"))
+    names = (part.strip().strip('"').rsplit("/", 1)[-1] for part in libraries.split(","))
+    return any(name in (EXTENSION, f"{EXTENSION}.so") for name in names)
+
+
+async def _recorded_storage_mode(conn: asyncpg.Connection) -> str | None:
+    """The storage mode the migration runner recorded in ``core_state`` (None before the first run)."""
+    if not await conn.fetchval("SELECT to_regclass('core_state') IS NOT NULL"):
+        return None
+    value: str | None = await conn.fetchval("SELECT value FROM core_state WHERE key = 'storage_mode'")
+    return value
 
 
 async def _license(conn: asyncpg.Connection) -> str | None:

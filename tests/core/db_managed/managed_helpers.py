@@ -43,3 +43,29 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+async def table_fingerprints(dsn: str) -> dict[str, tuple[int, str | None]]:
+    """Row count and an order-independent digest of every table and view in ``public``."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        names = [
+            r["relname"]
+            for r in await conn.fetch(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm') ORDER BY 1"
+            )
+        ]
+        result: dict[str, tuple[int, str | None]] = {}
+        for name in names:
+            quoted = await conn.fetchval("SELECT quote_ident($1)", name)
+            row = await conn.fetchrow(
+                "SELECT count(*) AS n, md5(string_agg(t::text, '|' ORDER BY t::text)) AS digest "
+                f"FROM {quoted} t"
+            )
+            result[name] = (row["n"], row["digest"])
+        return result
+    finally:
+        await conn.close()
