@@ -1,0 +1,139 @@
+"""Retention of raw metrics and rollups: 90 days raw, 1 year hourly, 5 years daily by default.
+
+With TimescaleDB (+TSL) retention is a policy per relation; ``apply_retention_settings`` makes the
+policies match ``settings.retention`` at every start (remove + add only where the configured age
+differs). On plain PostgreSQL ``RetentionJob`` deletes rows older than the configured age in bounded
+batches (one short statement per batch, each its own transaction), so neither ingest nor readers wait
+on a long delete. ``cost_calculations`` is billing history and is never expired.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final, Protocol
+
+import asyncpg
+
+from aetherlens.db.migrations import CapabilitiesLike, rollup_mode, storage_mode
+
+log = logging.getLogger(__name__)
+
+
+class RetentionLike(Protocol):
+    """``aetherlens.config.RetentionSettings``."""
+
+    @property
+    def raw_days(self) -> int: ...
+
+    @property
+    def hourly_days(self) -> int: ...
+
+    @property
+    def daily_days(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    relation: str
+    time_column: str
+    setting: str  # attribute of RetentionSettings
+
+    def days(self, retention: RetentionLike) -> int:
+        value: int = getattr(retention, self.setting)
+        return value
+
+
+# The only relation names ever placed into SQL text here.
+TARGETS: Final = (
+    Target("metrics", "time", "raw_days"),
+    Target("metrics_hourly", "bucket", "hourly_days"),
+    Target("metrics_daily", "bucket", "daily_days"),
+    Target("cost_hourly", "bucket", "hourly_days"),
+    Target("cost_daily", "bucket", "daily_days"),
+)
+
+# The retention job of a hypertable or continuous aggregate (TimescaleDB's jobs view names the view).
+_POLICY_SQL: Final = """
+SELECT j.job_id, (j.config->>'drop_after')::interval = make_interval(days => $2) AS matches
+FROM timescaledb_information.jobs AS j
+WHERE j.proc_name = 'policy_retention'
+  AND j.hypertable_schema = current_schema() AND j.hypertable_name = $1::name
+"""
+
+
+async def apply_retention_settings(
+    conn: asyncpg.Connection, capabilities: CapabilitiesLike, retention: RetentionLike
+) -> list[str]:
+    """Make the TimescaleDB retention policies match ``retention``; returns the relations changed.
+
+    A no-op on plain PostgreSQL (and TimescaleDB without TSL), where ``RetentionJob`` reads the
+    settings on every run.
+    """
+    if rollup_mode(capabilities) != "continuous_aggregates":
+        return []
+    changed: list[str] = []
+    for target in TARGETS:
+        days = target.days(retention)
+        row = await conn.fetchrow(_POLICY_SQL, target.relation, days)
+        if row is not None and row["matches"]:
+            continue
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT remove_retention_policy($1::text::regclass, if_exists => true)", target.relation
+            )
+            await conn.execute(
+                "SELECT add_retention_policy($1::text::regclass, drop_after => make_interval(days => $2))",
+                target.relation,
+                days,
+            )
+        changed.append(target.relation)
+        log.info("retention policy of %s set to %d days", target.relation, days)
+    return changed
+
+
+class RetentionJob:
+    """Deletes expired rows on plain PostgreSQL; with TimescaleDB policies do the work."""
+
+    def __init__(
+        self, capabilities: CapabilitiesLike, retention: RetentionLike, *, batch_size: int = 10_000
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.capabilities = capabilities
+        self.retention = retention
+        self.batch_size = batch_size
+
+    async def run_once(self, conn: asyncpg.Connection, now: datetime | None = None) -> dict[str, int]:
+        """One pass over every relation; returns rows (plain) or chunks (hypertable) removed per relation."""
+        if rollup_mode(self.capabilities) == "continuous_aggregates":
+            return {}  # retention policies (apply_retention_settings) do it
+        moment = now or datetime.now(UTC)
+        removed: dict[str, int] = {}
+        for target in TARGETS:
+            cutoff = moment - timedelta(days=target.days(self.retention))
+            if target.relation == "metrics" and storage_mode(self.capabilities) == "timescaledb":
+                # A hypertable without TSL policies: drop whole chunks (ctid is not unique across chunks).
+                chunks = await conn.fetch(
+                    "SELECT drop_chunks('metrics', older_than => $1::timestamptz)", cutoff
+                )
+                removed[target.relation] = len(chunks)
+            else:
+                removed[target.relation] = await self._delete_batches(conn, target, cutoff)
+        if any(removed.values()):
+            log.info("retention removed %s", ", ".join(f"{n} from {r}" for r, n in removed.items() if n))
+        return removed
+
+    async def _delete_batches(self, conn: asyncpg.Connection, target: Target, cutoff: datetime) -> int:
+        statement = (
+            f"DELETE FROM {target.relation} WHERE ctid = ANY(ARRAY("
+            f"SELECT ctid FROM {target.relation} WHERE {target.time_column} < $1 LIMIT $2))"
+        )
+        total = 0
+        while True:
+            status = await conn.execute(statement, cutoff, self.batch_size)
+            deleted = int(status.split()[-1])
+            total += deleted
+            if deleted < self.batch_size:
+                return total

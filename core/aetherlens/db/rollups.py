@@ -1,0 +1,276 @@
+"""Rollups ``metrics_hourly`` / ``metrics_daily`` and ``cost_hourly`` / ``cost_daily`` on both storage paths.
+
+Buckets are UTC hours and UTC days. Writers record every hour their rows touch in ``rollup_pending`` in
+the same transaction as the rows (``mark_pending`` here, or the writer's own statement of the same
+form). ``RollupJob`` then re-aggregates exactly those hours and the days containing them, so late and
+backfilled data reach the rollups however old they are:
+
+* plain PostgreSQL: the hours are re-aggregated from ``metrics`` and their days from ``metrics_hourly``
+  (delete + insert of those buckets, all in one transaction that also consumes the pending rows);
+* TimescaleDB: ``CALL refresh_continuous_aggregate`` over exactly those ranges, then the pending rows
+  are deleted unless a writer touched them again meanwhile.
+
+Counter increase (column ``increase``, NULL for non-counter types): the reset-aware increase inside the
+bucket, defined in migrations/012_rollup_functions.sql — samples in (time, value) order, each consecutive
+pair adds ``v_i - v_{i-1}`` when that is >= 0, else ``v_i`` (a reset to 0); a single sample adds 0. A
+day's increase is therefore its hours' increases plus the (reset-aware) steps between consecutive
+hours of that day, which is how the plain path computes it from ``metrics_hourly``; TimescaleDB computes
+it from the raw rows with the same function. Both give the same numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import asyncpg
+
+from aetherlens.db.migrations import CapabilitiesLike, rollup_mode
+from aetherlens.errors import DatabaseError, ValidationError
+
+log = logging.getLogger(__name__)
+
+HOUR: Final = timedelta(hours=1)
+DAY: Final = timedelta(days=1)
+ROLLUP_LOCK_KEY: Final = 0x4165_7468_526F_6C6C  # "AethRoll": one rollup job at a time per database
+COST_ROLLUP_LOCK_KEY: Final = 0x4165_7468_436F_7374  # "AethCost"
+
+_MARK_SQL: Final = """
+INSERT INTO rollup_pending (bucket) SELECT unnest($1::timestamptz[])
+ON CONFLICT (bucket) DO UPDATE SET marked_at = now()
+"""
+
+# Rows locked by a writer that is still committing are skipped (SKIP LOCKED): the next run gets them,
+# after their data is visible.
+_CLAIM_SQL: Final = """
+DELETE FROM rollup_pending WHERE bucket IN (
+    SELECT bucket FROM rollup_pending ORDER BY bucket LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+RETURNING bucket
+"""
+
+_HOURLY_DELETE_SQL: Final = "DELETE FROM metrics_hourly WHERE bucket = ANY($1::timestamptz[])"
+_HOURLY_INSERT_SQL: Final = """
+INSERT INTO metrics_hourly
+    (bucket, device_id, metric_type, avg, min, max, sum, count, first, last, increase)
+SELECT
+    h.bucket, m.device_id, m.metric_type,
+    avg(m.value), min(m.value), max(m.value), sum(m.value), count(*),
+    (array_agg(m.value ORDER BY m.time, m.value))[1],
+    (array_agg(m.value ORDER BY m.time DESC, m.value DESC))[1],
+    CASE WHEN aetherlens_is_counter(m.metric_type) THEN
+        aetherlens_counter_increase(
+            array_agg(m.time) FILTER (WHERE aetherlens_is_counter(m.metric_type)),
+            array_agg(m.value) FILTER (WHERE aetherlens_is_counter(m.metric_type)))
+    END
+FROM unnest($1::timestamptz[]) AS h (bucket)
+JOIN metrics AS m ON m.time >= h.bucket AND m.time < h.bucket + INTERVAL '1 hour'
+GROUP BY h.bucket, m.device_id, m.metric_type
+"""
+
+_DAILY_DELETE_SQL: Final = "DELETE FROM metrics_daily WHERE bucket = ANY($1::timestamptz[])"
+# A day from its hours: exact for count/sum/min/max/first/last; avg = sum/count; the increase adds the
+# reset-aware step from each hour's last sample to the next non-empty hour's first sample.
+_DAILY_INSERT_SQL: Final = """
+INSERT INTO metrics_daily
+    (bucket, device_id, metric_type, avg, min, max, sum, count, first, last, increase)
+SELECT
+    day, device_id, metric_type,
+    sum(sum) / sum(count), min(min), max(max), sum(sum), sum(count),
+    (array_agg(first ORDER BY bucket))[1],
+    (array_agg(last ORDER BY bucket DESC))[1],
+    CASE WHEN aetherlens_is_counter(metric_type) THEN
+        sum(increase)
+        + coalesce(sum(CASE WHEN step >= 0 THEN step ELSE first END) FILTER (WHERE step IS NOT NULL), 0)
+    END
+FROM (
+    SELECT d.day, h.*,
+           h.first - lag(h.last) OVER (
+               PARTITION BY d.day, h.device_id, h.metric_type ORDER BY h.bucket) AS step
+    FROM unnest($1::timestamptz[]) AS d (day)
+    JOIN metrics_hourly AS h ON h.bucket >= d.day AND h.bucket < d.day + INTERVAL '1 day'
+) AS hours
+GROUP BY day, device_id, metric_type
+"""
+
+_PENDING_SQL: Final = "SELECT bucket, xmin::text AS version FROM rollup_pending ORDER BY bucket LIMIT $1"
+# Consume only rows nobody re-marked since they were read (a writer's DO UPDATE changes xmin).
+_CONSUME_SQL: Final = """
+DELETE FROM rollup_pending AS p
+USING unnest($1::timestamptz[], $2::text[]) AS c (bucket, version)
+WHERE p.bucket = c.bucket AND p.xmin::text = c.version
+"""
+
+_COST_HOURLY_SQL: Final = (
+    "DELETE FROM cost_hourly WHERE bucket = ANY($1::timestamptz[])",
+    """
+    INSERT INTO cost_hourly (bucket, device_id, tariff_id, kwh, cost, carbon_kg, estimated, count)
+    SELECT h.bucket, c.device_id, c.tariff_id, sum(c.kwh), sum(c.cost), sum(c.carbon_kg),
+           bool_or(c.estimated), count(*)
+    FROM unnest($1::timestamptz[]) AS h (bucket)
+    JOIN cost_calculations AS c ON c.time >= h.bucket AND c.time < h.bucket + INTERVAL '1 hour'
+    GROUP BY h.bucket, c.device_id, c.tariff_id
+    """,
+)
+_COST_DAILY_SQL: Final = (
+    "DELETE FROM cost_daily WHERE bucket = ANY($1::timestamptz[])",
+    """
+    INSERT INTO cost_daily (bucket, device_id, tariff_id, kwh, cost, carbon_kg, estimated, count)
+    SELECT d.day, c.device_id, c.tariff_id, sum(c.kwh), sum(c.cost), sum(c.carbon_kg),
+           bool_or(c.estimated), count(*)
+    FROM unnest($1::timestamptz[]) AS d (day)
+    JOIN cost_calculations AS c ON c.time >= d.day AND c.time < d.day + INTERVAL '1 day'
+    GROUP BY d.day, c.device_id, c.tariff_id
+    """,
+)
+
+_REFRESH_SQL: Final = (
+    "CALL refresh_continuous_aggregate($1::text::regclass, $2::timestamptz, $3::timestamptz)"
+)
+
+
+def hour_floor(moment: datetime) -> datetime:
+    """The UTC hour bucket of an aware datetime."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValidationError(f"time {moment.isoformat()} has no UTC offset; rollup buckets need aware times")
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def day_floor(moment: datetime) -> datetime:
+    return hour_floor(moment).replace(hour=0)
+
+
+def ranges(starts: Iterable[datetime], width: timedelta) -> list[tuple[datetime, datetime]]:
+    """Merge bucket starts into [start, end) ranges of consecutive buckets."""
+    merged: list[tuple[datetime, datetime]] = []
+    for start in sorted(set(starts)):
+        if merged and merged[-1][1] == start:
+            merged[-1] = (merged[-1][0], start + width)
+        else:
+            merged.append((start, start + width))
+    return merged
+
+
+async def mark_pending(conn: asyncpg.Connection, hours: Iterable[datetime]) -> int:
+    """Record the hours touched by a write (call it in the write's transaction); returns how many."""
+    buckets = sorted({hour_floor(h) for h in hours})
+    if buckets:
+        await conn.execute(_MARK_SQL, buckets)
+    return len(buckets)
+
+
+@dataclass(slots=True)
+class RollupResult:
+    hours: list[datetime] = field(default_factory=list)
+    days: list[datetime] = field(default_factory=list)
+
+
+class RollupJob:
+    """Keeps the metric rollups current from ``rollup_pending``; ``run_once`` is one bounded pass."""
+
+    def __init__(self, capabilities: CapabilitiesLike, *, max_hours_per_run: int = 240) -> None:
+        if max_hours_per_run < 1:
+            raise ValueError("max_hours_per_run must be at least 1")
+        self.continuous_aggregates = rollup_mode(capabilities) == "continuous_aggregates"
+        self.max_hours_per_run = max_hours_per_run
+
+    async def run_once(self, conn: asyncpg.Connection) -> RollupResult:
+        """Roll up at most ``max_hours_per_run`` pending hours (oldest first) and their days."""
+        if self.continuous_aggregates:
+            return await self._refresh_caggs(conn)
+        return await self._rebuild_tables(conn)
+
+    async def run_until_idle(self, conn: asyncpg.Connection) -> RollupResult:
+        """Repeat ``run_once`` until nothing is pending (a large backfill takes several passes)."""
+        total = RollupResult()
+        while True:
+            result = await self.run_once(conn)
+            if not result.hours:
+                return total
+            total.hours.extend(result.hours)
+            total.days.extend(d for d in result.days if d not in total.days)
+
+    async def run_forever(self, pool: asyncpg.Pool, interval: float = 60.0) -> None:
+        """The core's background loop: a pass every ``interval`` seconds; a failed pass is logged."""
+        while True:
+            try:
+                async with pool.acquire() as conn:
+                    result = await self.run_until_idle(conn)
+                if result.hours:
+                    log.info("rolled up %d hour(s), %d day(s)", len(result.hours), len(result.days))
+            except (asyncpg.PostgresError, OSError, DatabaseError) as exc:
+                log.warning("rollup pass failed, retrying in %.0f s: %s", interval, exc)
+            await asyncio.sleep(interval)
+
+    async def _rebuild_tables(self, conn: asyncpg.Connection) -> RollupResult:
+        async with conn.transaction():
+            # Two jobs replacing the same day at once would collide on its primary key.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", ROLLUP_LOCK_KEY)
+            hours = sorted(r["bucket"] for r in await conn.fetch(_CLAIM_SQL, self.max_hours_per_run))
+            if not hours:
+                return RollupResult()
+            days = sorted({day_floor(h) for h in hours})
+            await conn.execute(_HOURLY_DELETE_SQL, hours)
+            await conn.execute(_HOURLY_INSERT_SQL, hours)
+            await conn.execute(_DAILY_DELETE_SQL, days)
+            await conn.execute(_DAILY_INSERT_SQL, days)
+        log.debug("rebuilt %d hour bucket(s) and %d day bucket(s)", len(hours), len(days))
+        return RollupResult(hours, days)
+
+    async def _refresh_caggs(self, conn: asyncpg.Connection) -> RollupResult:
+        if conn.is_in_transaction():
+            raise DatabaseError("refresh_continuous_aggregate cannot run inside a transaction")
+        rows = await conn.fetch(_PENDING_SQL, self.max_hours_per_run)
+        if not rows:
+            return RollupResult()
+        hours = [r["bucket"] for r in rows]
+        days = sorted({day_floor(h) for h in hours})
+        await refresh_ranges(conn, "metrics_hourly", ranges(hours, HOUR))
+        await refresh_ranges(conn, "metrics_daily", ranges(days, DAY))
+        await conn.execute(_CONSUME_SQL, hours, [r["version"] for r in rows])
+        return RollupResult(hours, days)
+
+
+async def refresh_ranges(
+    conn: asyncpg.Connection, view: str, windows: Sequence[tuple[datetime, datetime]]
+) -> None:
+    """``refresh_continuous_aggregate`` over each [start, end) (must run outside a transaction)."""
+    if view not in ("metrics_hourly", "metrics_daily", "cost_hourly", "cost_daily"):
+        raise ValueError(f"not a continuous aggregate of AetherLens: {view}")
+    for start, end in windows:
+        await conn.execute(_REFRESH_SQL, view, start, end)
+
+
+async def refresh_cost_rollups(
+    conn: asyncpg.Connection, capabilities: CapabilitiesLike, hours: Iterable[datetime]
+) -> RollupResult:
+    """Bring cost_hourly / cost_daily up to date for these hours of cost_calculations.
+
+    The cost engine calls this after committing the hours it wrote. Plain PostgreSQL: the hours and
+    their days are rebuilt in one transaction. TimescaleDB: the continuous aggregates are refreshed over
+    those ranges, which must happen outside a transaction.
+    """
+    buckets = sorted({hour_floor(h) for h in hours})
+    if not buckets:
+        return RollupResult()
+    days = sorted({day_floor(h) for h in buckets})
+    if rollup_mode(capabilities) == "continuous_aggregates":
+        if conn.is_in_transaction():
+            raise DatabaseError(
+                "refresh_cost_rollups must be called after the cost transaction commits "
+                "(TimescaleDB refreshes continuous aggregates outside transactions)"
+            )
+        await refresh_ranges(conn, "cost_hourly", ranges(buckets, HOUR))
+        await refresh_ranges(conn, "cost_daily", ranges(days, DAY))
+        return RollupResult(buckets, days)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", COST_ROLLUP_LOCK_KEY)
+        for statement in _COST_HOURLY_SQL:
+            await conn.execute(statement, buckets)
+        for statement in _COST_DAILY_SQL:
+            await conn.execute(statement, days)
+    return RollupResult(buckets, days)

@@ -1,0 +1,49 @@
+"""``aetherlens migrate [--status] [--json]`` against a real database (configured by URL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+
+def run(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AETHERLENS_")}
+    env["AETHERLENS_DATABASE_URL"] = dsn
+    env["AETHERLENS_LOG__FORMAT"] = "text"
+    return subprocess.run(
+        [sys.executable, "-m", "aetherlens.cli", "migrate", *args],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+
+
+async def test_migrate_applies_then_reports_status(fresh_database) -> None:
+    dsn = await fresh_database()
+    status = run(dsn, "--status", "--json")
+    assert status.returncode == 0, status.stderr
+    before = json.loads(status.stdout)
+    assert before["storage_mode"] == "plain"
+    pending = [m["name"] for m in before["migrations"] if m["state"] == "pending"]
+    assert pending[0] == "001_core_state.sql" and "008_metrics_plain.sql" in pending
+
+    applied = run(dsn)
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.split() == pending  # stdout: only the names applied
+    assert "applied" in applied.stderr  # progress goes to stderr
+
+    again = run(dsn, "--json")
+    assert again.returncode == 0 and json.loads(again.stdout) == {"applied": []}
+
+    table = run(dsn, "--status")
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["VERSION", "NAME", "REQUIRES", "STATE", "APPLIED", "AT"]
+    row = next(line for line in lines if "008_metrics_plain.sql" in line)
+    assert row.split()[:4] == ["008", "008_metrics_plain.sql", "plain", "applied"]
+    assert any("008_metrics_timescaledb.sql" in line and "not_applicable" in line for line in lines)
+
+
+async def test_migrate_fails_with_a_message_when_the_server_is_unreachable() -> None:
+    result = run("postgresql://postgres@127.0.0.1:1/nowhere")
+    assert result.returncode == 1
+    assert "cannot connect to PostgreSQL" in result.stderr and result.stdout == ""
