@@ -1,7 +1,7 @@
 -- Read-only role for Grafana (or any dashboard) over database.listen_port.
 -- Roles are cluster-wide: create it once, tolerate another database (or a concurrent start) having
 -- made it already. It cannot log in until the core sets its password (only when listen_port is set;
--- the password lives in data_dir/grafana-readonly.secret).
+-- the password lives in data_dir/readonly_password, mode 0600).
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'aetherlens_readonly') THEN

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 APP_DATABASE = "aetherlens"
 READONLY_ROLE = "aetherlens_readonly"
-READONLY_SECRET_FILE = "grafana-readonly.secret"  # noqa: S105 (a file name, not a secret)
+READONLY_SECRET_FILE = "readonly_password"  # noqa: S105 (a file name, not a secret)
 _SCRAM_ITERATIONS = 4096
 
 
