@@ -427,7 +427,14 @@ class ManagedPostgres:
             # Another process may have won a race for the same directory: adopt its postmaster.
             if self._running_pidfile() is not None:
                 return
-            raise ManagedDatabaseError(f"{exc.message}\n{self._log_tail()}") from None
+            tail = self._log_tail()
+            if self.listen_port and "could not bind" in tail:
+                raise ManagedDatabaseError(
+                    f"config key 'database.listen_port' = {self.listen_port}: 127.0.0.1:{self.listen_port} "
+                    f"is already in use by another program; choose a free port or unset it\n{tail}",
+                    details={"key": "database.listen_port"},
+                ) from None
+            raise ManagedDatabaseError(f"{exc.message}\n{tail}") from None
 
     def _adopt(self, running: _PidFile, *, detach: bool) -> None:
         owner = self._read_owner()

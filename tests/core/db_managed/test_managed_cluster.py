@@ -214,3 +214,18 @@ def test_two_processes_starting_at_once_share_one_postmaster(stopped_after: Sett
         pids.append(int(out))
     assert pids[0] == pids[1]
     assert _postmasters_of(ManagedPostgres(stopped_after).data_dir) == [pids[0]]
+
+
+def test_listen_port_in_use_names_the_key(stopped_after: Settings) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        settings = settings_for(stopped_after.data_dir.parent, listen_port=port)
+        with pytest.raises(ManagedDatabaseError) as info:
+            ManagedPostgres(settings).start()
+    assert "database.listen_port" in info.value.message
+    assert f"127.0.0.1:{port} is already in use" in info.value.message
+    assert ManagedPostgres(settings).status().state == "stopped"
