@@ -148,6 +148,11 @@ async def restore(target: Target, file: Path, *, force: bool = False) -> None:
     try:
         if uses_timescaledb:
             await _prepare_timescaledb(conn, file, dump_ts_version)
+        elif await conn.fetchval("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"):
+            # An empty database where the probe already created the extension: a plain backup must
+            # come back plain, or the next start would see a storage mode that changed.
+            log.info("dropping the unused timescaledb extension: the backup is of a plain database")
+            await conn.execute("DROP EXTENSION timescaledb")
         await _ensure_readonly_role(conn)
     finally:
         await conn.close()

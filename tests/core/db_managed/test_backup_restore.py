@@ -13,6 +13,7 @@ from managed_helpers import requires_timescaledb, table_fingerprints
 from aetherlens.config import Settings, load_settings
 from aetherlens.db import backup as backups
 from aetherlens.db.database import Target, ensure_database, open_database
+from aetherlens.db.managed import ManagedPostgres
 from aetherlens.errors import ConflictError, DatabaseError, ValidationError
 
 pytest.importorskip("aetherlens.db.migrations", reason="the migration runner has not landed yet")
@@ -169,3 +170,34 @@ async def test_timescaledb_round_trip_in_managed_cluster(stopped_after: Settings
             await backups.restore(Target(db.managed.dsn("restored2"), db.managed), result.path)
     finally:
         await db.close()
+
+
+@pytest.mark.timescaledb
+@requires_timescaledb
+async def test_plain_backup_restored_into_timescaledb_cluster_stays_plain(
+    fresh_database: DatabaseFactory, stopped_after: Settings, tmp_path: Path
+) -> None:
+    source = await fresh_database()  # the shared server: plain
+    await _populate(source, tmp_path / "data")
+    dump = (await backups.backup(Target(source, None), tmp_path / "backups")).path
+
+    managed = ManagedPostgres(stopped_after)
+    managed.start()
+    try:
+        await ensure_database(managed.dsn(), "plain_target")
+        target = managed.dsn("plain_target")
+        conn = await asyncpg.connect(target)
+        await conn.execute("CREATE EXTENSION timescaledb")  # as a probe on an empty database would
+        await conn.close()
+        await backups.restore(Target(target, managed), dump)
+        assert await table_fingerprints(target) == await table_fingerprints(source)
+        # The core opens it as the plain database it was: no capability change, nothing to migrate.
+        settings = load_settings(env={}, data_dir=str(tmp_path / "data2"), database={"url": target})
+        db = await open_database(settings)
+        try:
+            assert db.capabilities.timescaledb is False
+            assert db.applied_migrations == []
+        finally:
+            await db.close()
+    finally:
+        managed.stop()
