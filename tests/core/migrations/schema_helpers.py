@@ -7,6 +7,7 @@ are installed), in a directory the ``postgres`` user can reach; it is stopped wh
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
 import shutil
@@ -104,3 +105,20 @@ async def migrate(dsn: str) -> Capabilities:
         return caps
     finally:
         await conn.close()
+
+
+async def pause_scheduled_jobs(conn: asyncpg.Connection) -> None:
+    """Unschedule every TimescaleDB job of this database and wait until none is running.
+
+    Tests then run policies deterministically with ``CALL run_job`` and no scheduled run of the same
+    policy competes for the chunk locks (on this build scheduled runs fail anyway, see issue 2).
+    """
+    await conn.execute("SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs")
+    for _ in range(120):
+        running = await conn.fetchval(
+            "SELECT count(*) FROM timescaledb_information.job_stats WHERE job_status = 'Running'"
+        )
+        if not running:
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError("TimescaleDB jobs still running after 60 s")

@@ -1,0 +1,122 @@
+"""Both storage paths give the same rollup numbers for the same data, backfill included.
+
+The plain path runs on the machine's server, the TimescaleDB path (continuous aggregates refreshed over
+the pending ranges) on the session's throwaway cluster. Skipped where TimescaleDB is not installed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import asyncpg
+import pytest
+from rollup_data import assert_same as assert_same_rows
+from rollup_data import at, rollup_rows, synthetic, write
+from schema_helpers import PLAIN, pause_scheduled_jobs
+
+from aetherlens.db.capabilities import probe
+from aetherlens.db.migrations import apply_migrations
+from aetherlens.db.rollups import RollupJob, refresh_cost_rollups
+
+pytestmark = pytest.mark.timescaledb
+
+START = at("2026-01-10T00:00:00")
+
+
+@pytest.fixture
+async def both(fresh_database, fresh_timescaledb):
+    """(plain connection, TimescaleDB connection, TimescaleDB capabilities), both migrated."""
+    tsdb = await asyncpg.connect(await fresh_timescaledb())
+    plain = await asyncpg.connect(await fresh_database())
+    caps = await probe(tsdb)
+    assert caps.timescaledb and caps.timescaledb_tsl
+    await apply_migrations(tsdb, caps)
+    await pause_scheduled_jobs(tsdb)
+    await apply_migrations(plain, PLAIN)
+    yield plain, tsdb, caps
+    await plain.close()
+    await tsdb.close()
+
+
+async def compare(plain: asyncpg.Connection, tsdb: asyncpg.Connection) -> dict:
+    hourly = await rollup_rows(tsdb, "metrics_hourly")
+    assert hourly, "the continuous aggregate materialized nothing"
+    assert_same_rows(await rollup_rows(plain, "metrics_hourly"), hourly)
+    daily = await rollup_rows(tsdb, "metrics_daily")
+    assert_same_rows(await rollup_rows(plain, "metrics_daily"), daily)
+    return {"hourly": hourly, "daily": daily}
+
+
+async def test_same_numbers_on_both_paths_backfill_included(both) -> None:
+    plain, tsdb, caps = both
+    rows = synthetic(START, 72)
+    for conn in (plain, tsdb):
+        await write(conn, rows)
+    plain_job, tsdb_job = RollupJob(PLAIN), RollupJob(caps)
+    assert tsdb_job.continuous_aggregates and not plain_job.continuous_aggregates
+    done_plain = await plain_job.run_until_idle(plain)
+    done_tsdb = await tsdb_job.run_until_idle(tsdb)
+    assert done_plain.hours == done_tsdb.hours and len(done_tsdb.hours) == 72
+    first = await compare(plain, tsdb)
+    assert len(first["daily"]) == 3 * 6  # 3 days x (3 power + 3 counter series)
+    increases = [r["increase"] for r in first["daily"].values() if r["increase"] is not None]
+    assert len(increases) == 9 and all(i > 0 for i in increases)
+
+    # Compress the old chunks, then backfill into them: a reset inside an existing hour, samples that
+    # fill the daily hour without samples, and a whole day before anything else.
+    compression = await tsdb.fetchval(
+        "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = 'policy_compression'"
+    )
+    await tsdb.execute("CALL run_job($1)", compression)
+    assert await tsdb.fetchval(
+        "SELECT bool_and(is_compressed) FROM timescaledb_information.chunks WHERE hypertable_name = 'metrics'"
+    )
+    late = [
+        (START + timedelta(hours=5, minutes=33, seconds=7), "meter", "energy", 0.25),
+        (START + timedelta(hours=10, minutes=12), "plug-1", "power", 42.0),
+        (START + timedelta(hours=10, minutes=48), "plug-1", "energy", 101.0),
+        *synthetic(START - timedelta(days=30), 5),
+    ]
+    for conn in (plain, tsdb):
+        await write(conn, late)
+    assert len((await plain_job.run_until_idle(plain)).hours) == 2 + 5
+    assert len((await tsdb_job.run_until_idle(tsdb)).hours) == 2 + 5
+    second = await compare(plain, tsdb)
+
+    reset_hour = (START + timedelta(hours=5), "meter", "energy")
+    assert second["hourly"][reset_hour]["count"] == first["hourly"][reset_hour]["count"] + 1
+    assert second["hourly"][reset_hour]["increase"] != first["hourly"][reset_hour]["increase"]
+    assert (START + timedelta(hours=10), "plug-1", "power") in second["hourly"]
+    assert (START - timedelta(days=30), "meter", "energy") in second["daily"]
+    for conn in (plain, tsdb):
+        assert await conn.fetchval("SELECT count(*) FROM rollup_pending") == 0
+
+
+async def test_cost_rollups_match_on_both_paths(both) -> None:
+    plain, tsdb, caps = both
+    rows = [
+        (START + timedelta(hours=h), device, tariff, 0.1 * h + 0.05, 0.031 * h, 0.2, h % 5 == 0)
+        for h in range(50)
+        for device in ("plug-1", "meter")
+        for tariff in ("flat", "tou")
+    ]
+    insert = (
+        "INSERT INTO cost_calculations (time, device_id, tariff_id, kwh, cost, carbon_kg, estimated) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    )
+    results = []
+    for conn, capabilities in ((plain, PLAIN), (tsdb, caps)):
+        await conn.executemany(insert, rows)
+        await refresh_cost_rollups(conn, capabilities, [r[0] for r in rows])
+        hourly = await conn.fetch("SELECT * FROM cost_hourly ORDER BY bucket, device_id, tariff_id")
+        daily = await conn.fetch("SELECT * FROM cost_daily ORDER BY bucket, device_id, tariff_id")
+        results.append(([tuple(r.values()) for r in hourly], [tuple(r.values()) for r in daily]))
+    (plain_hourly, plain_daily), (tsdb_hourly, tsdb_daily) = results
+    assert len(tsdb_hourly) == 200 and len(tsdb_daily) == 3 * 4
+    assert [r[:3] for r in plain_daily] == [r[:3] for r in tsdb_daily]
+    for a, b in zip(plain_daily + plain_hourly, tsdb_daily + tsdb_hourly, strict=True):
+        assert a[:3] == b[:3] and a[6:] == b[6:]
+        assert a[3:6] == pytest.approx(b[3:6], rel=1e-12)
+    with pytest.raises(Exception, match="after the cost transaction commits"):
+        async with tsdb.transaction():
+            await refresh_cost_rollups(tsdb, caps, [START])
