@@ -49,12 +49,25 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def render_table(bills: list[dict[str, Any]]) -> str:
-    columns = ("start", "end", "kwh", "peak_kw", "energy", "fixed", "demand", "minimum", "export_credit", "total")
+    columns = (
+        "start",
+        "end",
+        "kwh",
+        "peak_kw",
+        "energy",
+        "fixed",
+        "demand",
+        "minimum",
+        "export_credit",
+        "total",
+    )
     lines = ["  ".join(f"{c:>13}" if i > 1 else f"{c:<25}" for i, c in enumerate(columns))]
     for b in bills:
         cells = [f"{b['start']:<25}", f"{b['end']:<25}"]
         cells += [f"{b[c]:>13.3f}" if c in ("kwh", "peak_kw") else f"{b[c]:>13.2f}" for c in columns[2:]]
         lines.append("  ".join(cells))
     if bills:
-        lines.append(f"{'':<25}  {'total ' + bills[0]['currency']:>25}  " + f"{sum(b['total'] for b in bills):>13.2f}")
+        lines.append(
+            f"{'':<25}  {'total ' + bills[0]['currency']:>25}  " + f"{sum(b['total'] for b in bills):>13.2f}"
+        )
     return "\n".join(lines)

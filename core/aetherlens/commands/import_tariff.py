@@ -19,7 +19,7 @@ def register(subparsers: Any) -> None:
         help="store a tariff from our YAML or OpenEI URDB JSON (prints its id)",
         description="Store a tariff version. URDB rates carry no time zone or holidays: give them here.",
     )
-    parser.add_argument("file", type=Path, help="tariff YAML, or URDB JSON (rate, list or {\"items\": [...]})")
+    parser.add_argument("file", type=Path, help='tariff YAML, or URDB JSON (rate, list or {"items": [...]})')
     parser.add_argument("--timezone", help="IANA zone (default: site.timezone)")
     parser.add_argument("--holidays", help="holiday calendar CC or CC-SUB, e.g. US-CA (default: none)")
     parser.add_argument("--name", help="name to store the tariff under")
@@ -29,8 +29,11 @@ def register(subparsers: Any) -> None:
 
 def _handle(args: argparse.Namespace, settings: Settings) -> int:
     tariff, source = tariff_from_document(
-        read_document(args.file), timezone=args.timezone or settings.site.timezone, holidays=args.holidays,
-        name=args.name, label=args.label,
+        read_document(args.file),
+        timezone=args.timezone or settings.site.timezone,
+        holidays=args.holidays,
+        name=args.name,
+        label=args.label,
     )
 
     async def run() -> str:

@@ -12,9 +12,9 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 from aetherlens.costs.engine import ZERO, CycleBill
-from decimal import Decimal
 
 UNMETERED = "unmetered"
 
@@ -61,8 +61,17 @@ def allocate(
     rows: list[CostRow] = []
     if extra and not total_net:
         # Charges without energy (a vacation month): booked to the site remainder at the cycle start.
-        rows.append(CostRow(cycle.start.replace(minute=0, second=0, microsecond=0), UNMETERED, ZERO, extra, None,
-                            ZERO, estimated))
+        rows.append(
+            CostRow(
+                cycle.start.replace(minute=0, second=0, microsecond=0),
+                UNMETERED,
+                ZERO,
+                extra,
+                None,
+                ZERO,
+                estimated,
+            )
+        )
     for hour in sorted(hours):
         h = hours[hour]
         charge = h["energy"] + (extra * h["net"] / total_net if total_net else ZERO)

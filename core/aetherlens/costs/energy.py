@@ -1,6 +1,6 @@
 """Metered energy per slot, computed inside PostgreSQL from the raw ``metrics`` rows.
 
-- Cumulative counters (``energy``, ``energy_exported``): energy of an interval = counter at its end −
+- Cumulative counters (``energy``, ``energy_exported``): energy of an interval = counter at its end -
   counter at its start; a drop is a counter reset, after which the new reading is the energy since the
   reset. The interval is booked in the slot where it starts (CONTRACT "Bills").
 - Devices that report only ``power`` (W, negative = export): trapezoidal integration between samples,
@@ -153,9 +153,7 @@ async def load_energy(
     """Energy per device and slot for intervals starting in ``[start, end)``."""
     slot = dt.timedelta(minutes=slot_minutes)
     out = DeviceEnergy(slot_minutes)
-    rows = await conn.fetch(
-        _COUNTER_SQL, ["energy", "energy_exported"], start, end, EDGE, devices, slot
-    )
+    rows = await conn.fetch(_COUNTER_SQL, ["energy", "energy_exported"], start, end, EDGE, devices, slot)
     counter_devices: set[str] = set()
     for row in rows:
         table = out.imports if row["metric_type"] == "energy" else out.exports
@@ -163,9 +161,7 @@ async def load_energy(
         if row["metric_type"] == "energy":
             counter_devices.add(row["device_id"])
             out.resets[row["device_id"]] += int(row["resets"])
-    long_rows = await conn.fetch(
-        _COUNTER_LONG_SQL, ["energy"], start, end, EDGE, devices, slot
-    )
+    long_rows = await conn.fetch(_COUNTER_LONG_SQL, ["energy"], start, end, EDGE, devices, slot)
     for row in long_rows:
         _spread_demand(out, row["device_id"], row["t0"], row["t1"], _dec(row["kwh"]), slot_minutes)
         if row["t1"] - row["t0"] > counter_gap:

@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 from aetherlens.costs.tariff import Tariff, Tier
@@ -155,7 +156,7 @@ def local_days(start: dt.datetime, end: dt.datetime, zone: dt.tzinfo) -> Decimal
 
 
 def cycle_bounds(tariff: Tariff, t: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-    """The billing cycle (UTC) containing instant ``t``: from local midnight of the cycle day, a month long."""
+    """The billing cycle (UTC) containing ``t``: from local midnight of the cycle day, a month long."""
     local = t.astimezone(tariff.zone)
     day = tariff.billing_cycle_day
     year, month = local.year, local.month
@@ -171,7 +172,9 @@ class VersionSet:
     """A tariff's versions by effective_from; the earliest also prices anything before it."""
 
     def __init__(self, versions: Iterable[TariffVersion]) -> None:
-        self.versions = sorted(versions, key=lambda v: v.effective_from or dt.datetime.min.replace(tzinfo=dt.UTC))
+        self.versions = sorted(
+            versions, key=lambda v: v.effective_from or dt.datetime.min.replace(tzinfo=dt.UTC)
+        )
         if not self.versions:
             raise ValueError("no tariff version")
 
@@ -184,7 +187,9 @@ class VersionSet:
 
     def changes_between(self, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
         return sorted(
-            v.effective_from for v in self.versions if v.effective_from is not None and start < v.effective_from < end
+            v.effective_from
+            for v in self.versions
+            if v.effective_from is not None and start < v.effective_from < end
         )
 
 
@@ -254,8 +259,16 @@ def compute_bills(
     bills = []
     for c_start, c_end, full_start, full_end in cycles:
         bill = _price_cycle(
-            vs, periods, by_cycle.get(c_start, []), slot_minutes, c_start, c_end, full_start, full_end,
-            carbon_series, hourly_peaks,
+            vs,
+            periods,
+            by_cycle.get(c_start, []),
+            slot_minutes,
+            c_start,
+            c_end,
+            full_start,
+            full_end,
+            carbon_series,
+            hourly_peaks,
         )
         bill.gaps = [g for g in gaps if c_start <= g["start_utc"] < c_end]
         bills.append(bill)
@@ -276,7 +289,11 @@ def _price_cycle(
 ) -> CycleBill:
     first = vs.versions[vs.at(start)].tariff
     bill = CycleBill(
-        start=start, end=end, currency=first.currency, zone=first.timezone, cycle_end=full_end,
+        start=start,
+        end=end,
+        currency=first.currency,
+        zone=first.timezone,
+        cycle_end=full_end,
         whole_cycle=(start == full_start and end == full_end),
     )
     # 1. Netting per interval, then each slot's net import in the period where it starts.
@@ -333,7 +350,7 @@ def _price_cycle(
     cuts = [start, *vs.changes_between(start, end), end]
     multi_version = len(cuts) > 2
     minimum_due = ZERO
-    for sub_start, sub_end in zip(cuts, cuts[1:], strict=False):
+    for sub_start, sub_end in pairwise(cuts):
         tariff = vs.versions[vs.at(sub_start)].tariff
         zone = tariff.zone
         cycle_days = local_days(full_start, full_end, zone)
@@ -342,8 +359,15 @@ def _price_cycle(
         bill.fixed += tariff.fixed.per_day * days + tariff.fixed.per_month * month_share
         minimum_due += tariff.minimum.per_day * days + tariff.minimum.per_month * month_share
         demand_share = days / cycle_days if multi_version else Decimal(1)
-        _demand(bill, tariff, [s for s in slots if sub_start <= s.start < sub_end], slot_minutes,
-                full_start, demand_share, hourly_peaks)
+        _demand(
+            bill,
+            tariff,
+            [s for s in slots if sub_start <= s.start < sub_end],
+            slot_minutes,
+            full_start,
+            demand_share,
+            hourly_peaks,
+        )
     charges = bill.energy + bill.fixed + bill.demand
     bill.minimum = max(minimum_due - charges, ZERO)
     return bill
@@ -374,7 +398,9 @@ def _demand(
     cycle_month = cycle_start.astimezone(tariff.zone).month
     local = {t: t.astimezone(tariff.zone) for t in kw}
     for charge in tariff.demand.charges:
-        peak = max((v for t, v in kw.items() if tariff.demand_applies(charge, local[t], cycle_month)), default=ZERO)
+        peak = max(
+            (v for t, v in kw.items() if tariff.demand_applies(charge, local[t], cycle_month)), default=ZERO
+        )
         cost = tiered_charge(peak, charge.tier_list) * share
         row = bill.demand_by_period.setdefault(charge.name, {"kw": ZERO, "cost": ZERO})
         row["kw"] = max(row["kw"], peak)

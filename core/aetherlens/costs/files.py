@@ -29,7 +29,12 @@ def read_document(path: Path) -> Any:
 
 
 def tariff_from_document(
-    data: Any, *, timezone: str, holidays: str | None = None, name: str | None = None, label: str | None = None
+    data: Any,
+    *,
+    timezone: str,
+    holidays: str | None = None,
+    name: str | None = None,
+    label: str | None = None,
 ) -> tuple[Tariff, str]:
     """(tariff, source) where source is ``urdb`` or ``yaml``; options override our format's fields."""
     if is_urdb(data):

@@ -21,9 +21,8 @@ import asyncpg
 
 from aetherlens.costs import store
 from aetherlens.costs.allocation import allocate
-from aetherlens.costs.energy import load_energy
+from aetherlens.costs.energy import DeviceEnergy, load_energy
 from aetherlens.costs.engine import ZERO, Slot, TariffVersion, compute_bills, cycle_bounds, floor_time
-from aetherlens.costs.energy import DeviceEnergy
 
 log = logging.getLogger(__name__)
 HOUR = dt.timedelta(hours=1)
@@ -46,7 +45,9 @@ class CostJob:
         self.meter_device = meter_device
         self.capabilities = capabilities
 
-    async def run_once(self, pool: asyncpg.Pool | asyncpg.Connection, *, now: dt.datetime | None = None) -> CostJobResult:
+    async def run_once(
+        self, pool: asyncpg.Pool | asyncpg.Connection, *, now: dt.datetime | None = None
+    ) -> CostJobResult:
         if isinstance(pool, asyncpg.Pool):
             async with pool.acquire() as conn:
                 return await self._run(conn, now)
@@ -59,7 +60,9 @@ class CostJob:
             return CostJobResult()
         versions = await store.versions_of(conn, tariff_id)
         signature = store.versions_signature(versions)
-        state = await conn.fetchrow("SELECT watermark, versions_sig FROM cost_job_state WHERE tariff_id = $1", tariff_id)
+        state = await conn.fetchrow(
+            "SELECT watermark, versions_sig FROM cost_job_state WHERE tariff_id = $1", tariff_id
+        )
         repriced = state is None or state["versions_sig"] != signature
         if repriced:
             raw_from = await conn.fetchval(
@@ -91,7 +94,9 @@ class CostJob:
         await conn.execute(
             "INSERT INTO cost_job_state (tariff_id, watermark, versions_sig) VALUES ($1, $2, $3)"
             " ON CONFLICT (tariff_id) DO UPDATE SET watermark = $2, versions_sig = $3, updated_at = now()",
-            tariff_id, end, signature,
+            tariff_id,
+            end,
+            signature,
         )
         hours = sorted({r[0] for r in rows})
         if hours:
@@ -104,7 +109,11 @@ class CostJob:
         return CostJobResult(tariff_id, price_from, end, len(rows), repriced)
 
     async def _store_hourly(
-        self, conn: asyncpg.Connection, energy: DeviceEnergy, start: dt.datetime, end: dt.datetime,
+        self,
+        conn: asyncpg.Connection,
+        energy: DeviceEnergy,
+        start: dt.datetime,
+        end: dt.datetime,
         windows: list[int],
     ) -> None:
         hourly: dict[tuple[str, dt.datetime], list[float]] = defaultdict(lambda: [0.0, 0.0])
@@ -130,7 +139,8 @@ class CostJob:
             await conn.execute("DELETE FROM cost_energy_hourly WHERE hour >= $1 AND hour < $2", start, end)
             await conn.execute("DELETE FROM cost_demand_peaks WHERE hour >= $1 AND hour < $2", start, end)
             await conn.copy_records_to_table(
-                "cost_energy_hourly", records=[(h, d, v[0], v[1]) for (d, h), v in hourly.items()],
+                "cost_energy_hourly",
+                records=[(h, d, v[0], v[1]) for (d, h), v in hourly.items()],
                 columns=["hour", "device_id", "import_kwh", "export_kwh"],
             )
             await conn.copy_records_to_table(
@@ -138,12 +148,18 @@ class CostJob:
             )
 
     async def _price(
-        self, conn: asyncpg.Connection, tariff_id: str, versions: list[TariffVersion],
-        start: dt.datetime, end: dt.datetime,
+        self,
+        conn: asyncpg.Connection,
+        tariff_id: str,
+        versions: list[TariffVersion],
+        start: dt.datetime,
+        end: dt.datetime,
     ) -> list[tuple[Any, ...]]:
         energy_rows = await conn.fetch(
-            "SELECT hour, device_id, import_kwh, export_kwh FROM cost_energy_hourly WHERE hour >= $1 AND hour < $2",
-            start, end,
+            "SELECT hour, device_id, import_kwh, export_kwh FROM cost_energy_hourly"
+            " WHERE hour >= $1 AND hour < $2",
+            start,
+            end,
         )
         imports: dict[str, dict[dt.datetime, Decimal]] = defaultdict(dict)
         exports: dict[str, dict[dt.datetime, Decimal]] = defaultdict(dict)
@@ -156,8 +172,11 @@ class CostJob:
         peaks = {
             r["hour"]: Decimal(repr(r["peak_kw"]))
             for r in await conn.fetch(
-                "SELECT hour, peak_kw FROM cost_demand_peaks WHERE window_minutes = $1 AND hour >= $2 AND hour < $3",
-                window, start, end,
+                "SELECT hour, peak_kw FROM cost_demand_peaks"
+                " WHERE window_minutes = $1 AND hour >= $2 AND hour < $3",
+                window,
+                start,
+                end,
             )
         }
         meter = self.meter_device
@@ -170,8 +189,8 @@ class CostJob:
             sources_imp = defaultdict(lambda: ZERO)
             sources_exp = defaultdict(lambda: ZERO)
             for table, target in ((imports, sources_imp), (exports, sources_exp)):
-                for slots in table.values():
-                    for t, v in slots.items():
+                for series in table.values():
+                    for t, v in series.items():
                         target[t] += v
         times = sorted(set(sources_imp) | set(sources_exp))
         slots = [Slot(t, sources_imp.get(t, ZERO), sources_exp.get(t, ZERO)) for t in times]
@@ -179,10 +198,21 @@ class CostJob:
         records: list[tuple[Any, ...]] = []
         for cycle in bills:
             estimated = cycle.cycle_end is None or cycle.cycle_end > end
-            for row in allocate(cycle, imports, exports, site_import=site_imp, site_export=site_exp,
-                                estimated=estimated):
-                records.append((row.hour, row.device_id, tariff_id, float(row.kwh), float(row.cost), row.period,
-                                float(row.carbon_kg), row.estimated))
+            for row in allocate(
+                cycle, imports, exports, site_import=site_imp, site_export=site_exp, estimated=estimated
+            ):
+                records.append(
+                    (
+                        row.hour,
+                        row.device_id,
+                        tariff_id,
+                        float(row.kwh),
+                        float(row.cost),
+                        row.period,
+                        float(row.carbon_kg),
+                        row.estimated,
+                    )
+                )
         merged: dict[tuple[dt.datetime, str], tuple[Any, ...]] = {}
         for rec in records:  # the no-energy fixed-charge row can share an hour with an unmetered row
             key = (rec[0], rec[1])
@@ -192,10 +222,14 @@ class CostJob:
             merged[key] = rec
         async with conn.transaction():
             await conn.execute(
-                "DELETE FROM cost_calculations WHERE tariff_id = $1 AND time >= $2 AND time < $3", tariff_id, start, end
+                "DELETE FROM cost_calculations WHERE tariff_id = $1 AND time >= $2 AND time < $3",
+                tariff_id,
+                start,
+                end,
             )
             await conn.copy_records_to_table(
-                "cost_calculations", records=list(merged.values()),
+                "cost_calculations",
+                records=list(merged.values()),
                 columns=["time", "device_id", "tariff_id", "kwh", "cost", "period", "carbon_kg", "estimated"],
             )
         return list(merged.values())

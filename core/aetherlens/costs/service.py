@@ -22,21 +22,24 @@ from aetherlens.costs.engine import (
     cycle_bounds,
     local_days,
     slot_minutes_for,
-    tier_widths,
 )
 from aetherlens.costs.tariff import Tariff, parse_tariff
 from aetherlens.costs.urdb import pick_rate, urdb_to_tariff
 from aetherlens.errors import NotFoundError, ValidationError
 
-Conn = asyncpg.Connection | asyncpg.Pool
-TimeLike = dt.datetime | dt.date | str
+type Conn = asyncpg.Connection | asyncpg.Pool
+type TimeLike = dt.datetime | dt.date | str
 
 
 def to_instant(value: TimeLike, zone: dt.tzinfo, what: str) -> dt.datetime:
     """A date (local midnight), a datetime (naive = local) or an ISO string → a UTC instant."""
     if isinstance(value, str):
         try:
-            value = dt.datetime.fromisoformat(value) if "T" in value or " " in value else dt.date.fromisoformat(value)
+            value = (
+                dt.datetime.fromisoformat(value)
+                if "T" in value or " " in value
+                else dt.date.fromisoformat(value)
+            )
         except ValueError:
             raise ValidationError(f"{what}: '{value}' is not an ISO date or datetime") from None
     if not isinstance(value, dt.datetime):
@@ -62,7 +65,7 @@ async def _versions(conn: Conn, tariff: str | Tariff | list[TariffVersion]) -> l
         return await store.versions_of(c, tariff)
 
 
-class _acquire:  # noqa: N801 - used like a function
+class _acquire:
     """Use a connection as it is, or borrow one from a pool."""
 
     def __init__(self, conn: Conn) -> None:
@@ -118,7 +121,10 @@ async def _carbon_series(
     rows = await conn.fetch(
         "SELECT date_trunc('hour', time, 'UTC') AS hour, avg(value) AS value, min(unit) AS unit FROM metrics"
         " WHERE device_id = $1 AND metric_type = $2 AND time >= $3 AND time < $4 GROUP BY 1",
-        metric.device_id, metric.metric_type, start, end,
+        metric.device_id,
+        metric.metric_type,
+        start,
+        end,
     )
     scale = {"g/kWh": Decimal("0.001"), "gCO2/kWh": Decimal("0.001")}
     return {r["hour"]: Decimal(repr(r["value"])) * scale.get(r["unit"] or "", Decimal(1)) for r in rows}
@@ -155,7 +161,9 @@ async def get_tariff(conn: Conn, tariff_id: str) -> dict[str, Any]:
         return store.row_to_json(await store.fetch_row(c, tariff_id))
 
 
-async def create_tariff(conn: Conn, definition: dict[str, Any] | Tariff, *, active: bool | None = None) -> str:
+async def create_tariff(
+    conn: Conn, definition: dict[str, Any] | Tariff, *, active: bool | None = None
+) -> str:
     tariff = definition if isinstance(definition, Tariff) else parse_tariff(definition)
     async with _acquire(conn) as c:
         return await store.insert_tariff(c, tariff, source="yaml", active=active)
@@ -169,7 +177,12 @@ async def update_tariff(conn: Conn, tariff_id: str, definition: dict[str, Any]) 
         await c.execute(
             "UPDATE rate_schedules SET name = $2, effective_from = $3, currency = $4, timezone = $5,"
             " definition = $6::text::jsonb, updated_at = now() WHERE id = $1",
-            tariff_id, tariff.name, effective, tariff.currency, tariff.timezone, _dumps(tariff),
+            tariff_id,
+            tariff.name,
+            effective,
+            tariff.currency,
+            tariff.timezone,
+            _dumps(tariff),
         )
         return store.row_to_json(await store.fetch_row(c, tariff_id))
 
@@ -196,8 +209,13 @@ async def activate_tariff(conn: Conn, tariff_id: str) -> None:
 
 
 async def import_urdb(
-    conn: Conn, payload: Any, timezone: str, holidays: str | None, label: str | None = None,
-    *, name: str | None = None,
+    conn: Conn,
+    payload: Any,
+    timezone: str,
+    holidays: str | None,
+    label: str | None = None,
+    *,
+    name: str | None = None,
 ) -> str:
     tariff = urdb_to_tariff(pick_rate(payload, label), timezone=timezone, holidays=holidays, name=name)
     async with _acquire(conn) as c:
@@ -217,8 +235,13 @@ async def summary(conn: Conn, settings: Settings, *, now: dt.datetime | None = N
     """Today, month (billing cycle) to date, projected cycle total, the price and period in force now."""
     now = now or dt.datetime.now(dt.UTC)
     empty: dict[str, Any] = {
-        "currency": settings.site.currency, "today": None, "month_to_date": None, "projected_month": None,
-        "current_price": None, "current_period": None, "carbon_today_kg": None,
+        "currency": settings.site.currency,
+        "today": None,
+        "month_to_date": None,
+        "projected_month": None,
+        "current_price": None,
+        "current_period": None,
+        "carbon_today_kg": None,
     }
     found = await _active(conn)
     if found is None:
@@ -242,28 +265,24 @@ async def summary(conn: Conn, settings: Settings, *, now: dt.datetime | None = N
     today += current.fixed.per_day + current.fixed.per_month / cycle_days
     period = current.period_at(local_now)
     tiers = current.periods[period].tier_list
-    widths = tier_widths(mtd.kwh, tiers)
-    tier_index = next((i for i, w in enumerate(widths) if tiers[i].up_to is None or w < tiers[i].up_to), 0)
     return {
         "currency": current.currency,
         "today": float(today),
         "month_to_date": float(mtd.total),
         "projected_month": float(projection(mtd, current, cycle_start, cycle_end, now)),
-        "current_price": float(_marginal_price(mtd.kwh, tiers, tier_index)),
+        "current_price": float(_marginal_price(mtd.kwh, tiers)),
         "current_period": period,
         "carbon_today_kg": float(sum((s.carbon_kg for s in today_slots), ZERO)),
     }
 
 
-def _marginal_price(kwh: Decimal, tiers: list[Any], fallback: int) -> Decimal:
-    low = ZERO
+def _marginal_price(kwh: Decimal, tiers: list[Any]) -> Decimal:
+    """The price of the next kWh: the first tier the cycle's energy has not filled yet."""
     for tier in tiers:
         if tier.up_to is None or kwh < tier.up_to:
             price: Decimal = tier.price
             return price
-        low = tier.up_to
-    del low
-    last: Decimal = tiers[fallback].price
+    last: Decimal = tiers[-1].price
     return last
 
 
@@ -286,7 +305,11 @@ def projection(
 
 
 async def comparison(
-    conn: Conn, start: TimeLike | None = None, end: TimeLike | None = None, *, meter_device: str | None = None,
+    conn: Conn,
+    start: TimeLike | None = None,
+    end: TimeLike | None = None,
+    *,
+    meter_device: str | None = None,
     now: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Every stored tariff priced on the same metered energy; cheapest first.
@@ -308,18 +331,24 @@ async def comparison(
     minutes = slot_minutes_for(v.tariff for vs in all_versions.values() for v in vs)
     async with _acquire(conn) as c:
         energy = await load_energy(c, a, b, minutes)
-    out = []
+    out: list[dict[str, Any]] = []
     for tariff_id, name in names:
         bills, _ = await price(conn, all_versions[tariff_id], a, b, meter_device=meter_device, energy=energy)
-        out.append({
-            "tariff_id": tariff_id, "name": name, "total": float(sum((x.total for x in bills), ZERO)),
-            "currency": all_versions[tariff_id][-1].tariff.currency,
-        })
+        out.append(
+            {
+                "tariff_id": tariff_id,
+                "name": name,
+                "total": float(sum((x.total for x in bills), ZERO)),
+                "currency": all_versions[tariff_id][-1].tariff.currency,
+            }
+        )
     out.sort(key=lambda r: r["total"])
     return out
 
 
-async def device_costs(conn: Conn, start: TimeLike, end: TimeLike, *, tariff_id: str | None = None) -> list[dict[str, Any]]:
+async def device_costs(
+    conn: Conn, start: TimeLike, end: TimeLike, *, tariff_id: str | None = None
+) -> list[dict[str, Any]]:
     """Per-device cost from the cost job's hourly rows (allocations of the site bill)."""
     async with _acquire(conn) as c:
         tariff_id = tariff_id or await store.active_tariff_id(c)
@@ -331,18 +360,30 @@ async def device_costs(conn: Conn, start: TimeLike, end: TimeLike, *, tariff_id:
             "SELECT device_id, sum(kwh) AS kwh, sum(cost) AS cost, sum(carbon_kg) AS carbon_kg,"
             " bool_or(estimated) AS estimated FROM cost_calculations"
             " WHERE tariff_id = $1 AND time >= $2 AND time < $3 GROUP BY device_id ORDER BY device_id",
-            tariff_id, a, b,
+            tariff_id,
+            a,
+            b,
         )
     return [
-        {"device_id": r["device_id"], "kwh": r["kwh"], "cost": r["cost"], "carbon_kg": r["carbon_kg"] or 0.0,
-         "estimated": bool(r["estimated"])}
+        {
+            "device_id": r["device_id"],
+            "kwh": r["kwh"],
+            "cost": r["cost"],
+            "carbon_kg": r["carbon_kg"] or 0.0,
+            "estimated": bool(r["estimated"]),
+        }
         for r in rows
     ]
 
 
 async def history(
-    conn: Conn, device_id: str | None, start: TimeLike, end: TimeLike, resolution: str = "hour",
-    *, tariff_id: str | None = None,
+    conn: Conn,
+    device_id: str | None,
+    start: TimeLike,
+    end: TimeLike,
+    resolution: str = "hour",
+    *,
+    tariff_id: str | None = None,
 ) -> dict[str, Any]:
     """Cost over time from cost_hourly / cost_daily (one device, or all summed when device_id is None)."""
     if resolution not in ("hour", "day"):
@@ -358,12 +399,19 @@ async def history(
             f"SELECT bucket, sum(kwh) AS kwh, sum(cost) AS cost, sum(carbon_kg) AS carbon_kg FROM {table}"
             " WHERE tariff_id = $1 AND bucket >= $2 AND bucket < $3"
             " AND ($4::text IS NULL OR device_id = $4) GROUP BY bucket ORDER BY bucket",
-            tariff_id, a, b, device_id,
+            tariff_id,
+            a,
+            b,
+            device_id,
         )
     return {
         "points": [
-            {"time": r["bucket"].astimezone(zone).isoformat(), "kwh": r["kwh"], "cost": r["cost"],
-             "carbon_kg": r["carbon_kg"] or 0.0}
+            {
+                "time": r["bucket"].astimezone(zone).isoformat(),
+                "kwh": r["kwh"],
+                "cost": r["cost"],
+                "carbon_kg": r["carbon_kg"] or 0.0,
+            }
             for r in rows
         ]
     }

@@ -65,10 +65,16 @@ async def insert_tariff(
             await conn.execute("UPDATE rate_schedules SET active = false WHERE active")
         try:
             new_id: str = await conn.fetchval(
-                "INSERT INTO rate_schedules (name, effective_from, currency, timezone, source, definition, active)"
+                "INSERT INTO rate_schedules"
+                " (name, effective_from, currency, timezone, source, definition, active)"
                 " VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7) RETURNING id",
-                tariff.name, effective, tariff.currency, tariff.timezone, source,
-                orjson.dumps(tariff.to_json()).decode(), active,
+                tariff.name,
+                effective,
+                tariff.currency,
+                tariff.timezone,
+                source,
+                orjson.dumps(tariff.to_json()).decode(),
+                active,
             )
         except asyncpg.UniqueViolationError:
             raise ConflictError(

@@ -110,11 +110,11 @@ class Period(_Model):
 
 
 class Rule(_Model):
-    """When a period (or a demand charge) applies: hours × day types × seasons/months, local time."""
+    """When a period (or a demand charge) applies: hours x day types x seasons/months, local time."""
 
     period: str | None = None
     hours: str = "0-24"
-    days: list[DayType] = Field(default_factory=lambda: ["all"])
+    days: list[DayType] = Field(default_factory=lambda: list[DayType](["all"]))
     seasons: list[str] | None = None
     months: list[int] | None = None
 
@@ -227,7 +227,9 @@ class Tariff(_Model):
             try:
                 holidays_lib.country_holidays(country, subdiv=subdiv or None, years=2000)
             except NotImplementedError:
-                raise ValueError(f"unknown holiday calendar '{value}' (country code, e.g. US or US-CA)") from None
+                raise ValueError(
+                    f"unknown holiday calendar '{value}' (country code, e.g. US or US-CA)"
+                ) from None
         return value or None
 
     @field_validator("export_netting_minutes")

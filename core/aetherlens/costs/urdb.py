@@ -22,7 +22,7 @@ def is_urdb(data: Any) -> bool:
         return True
     if not isinstance(data, dict):
         return False
-    return "items" in data or "energyratestructure" in data or "label" in data and "periods" not in data
+    return "items" in data or "energyratestructure" in data or ("label" in data and "periods" not in data)
 
 
 def pick_rate(payload: Any, label: str | None) -> dict[str, Any]:
@@ -32,14 +32,16 @@ def pick_rate(payload: Any, label: str | None) -> dict[str, Any]:
     if isinstance(rates, dict):
         rates = [rates]
     if not isinstance(rates, list) or not all(isinstance(r, dict) for r in rates) or not rates:
-        raise TariffError("URDB import: expected a rate object, a list of rates or {\"items\": [...]}")
+        raise TariffError('URDB import: expected a rate object, a list of rates or {"items": [...]}')
     if label is not None:
         for rate in rates:
             if rate.get("label") == label:
                 return dict(rate)
         raise TariffError(f"URDB import: no rate with label '{label}' (have: {_labels(rates)})")
     if len(rates) > 1:
-        raise TariffError(f"URDB import: {len(rates)} rates in the file; pick one with --label ({_labels(rates)})")
+        raise TariffError(
+            f"URDB import: {len(rates)} rates in the file; pick one with --label ({_labels(rates)})"
+        )
     return dict(rates[0])
 
 
@@ -67,7 +69,9 @@ def _tiers(structure: Any, p: int, field: str, unit_ok: tuple[str, ...]) -> list
             raise TariffError(f"URDB import: {where} must be an object with rate/max/adj")
         unit = tier.get("unit")
         if unit is not None and unit not in unit_ok:
-            raise TariffError(f"URDB import: {where}.unit '{unit}' is not supported (only {', '.join(unit_ok)})")
+            raise TariffError(
+                f"URDB import: {where}.unit '{unit}' is not supported (only {', '.join(unit_ok)})"
+            )
         price = _num(tier.get("rate", 0), f"{where}.rate") + _num(tier.get("adj", 0), f"{where}.adj")
         row: dict[str, Any] = {"price": str(price)}
         # The last tier is open-ended whatever its max says: energy beyond it is still billed.
@@ -78,10 +82,12 @@ def _tiers(structure: Any, p: int, field: str, unit_ok: tuple[str, ...]) -> list
 
 
 def _schedule(matrix: Any, field: str, n_periods: int) -> list[list[int]]:
-    if not isinstance(matrix, list) or len(matrix) != 12 or any(
-        not isinstance(row, list) or len(row) != 24 for row in matrix
+    if (
+        not isinstance(matrix, list)
+        or len(matrix) != 12
+        or any(not isinstance(row, list) or len(row) != 24 for row in matrix)
     ):
-        raise TariffError(f"URDB import: {field} must be 12 months × 24 hours")
+        raise TariffError(f"URDB import: {field} must be 12 months x 24 hours")
     for m, row in enumerate(matrix):
         for h, value in enumerate(row):
             if not isinstance(value, int) or not 0 <= value < n_periods:
@@ -92,12 +98,12 @@ def _schedule(matrix: Any, field: str, n_periods: int) -> list[list[int]]:
 
 
 def _rules(weekday: list[list[int]], weekend: list[list[int]], period_of: Any) -> list[dict[str, Any]]:
-    """12×24 matrices → rules; months with the same day profile share one rule per run of hours."""
+    """12x24 matrices → rules; months with the same day profile share one rule per run of hours."""
     rules: list[dict[str, Any]] = []
     for day, matrix in (("weekday", weekday), ("weekend", weekend)):
         months_by_row: dict[tuple[int, ...], list[int]] = defaultdict(list)
-        for m, row in enumerate(matrix):
-            months_by_row[tuple(row)].append(m + 1)
+        for m, month_row in enumerate(matrix):
+            months_by_row[tuple(month_row)].append(m + 1)
         for row, months in months_by_row.items():
             h = 0
             while h < 24:
@@ -127,7 +133,9 @@ def urdb_to_tariff(
             definition["export_price"] = str(_num(sell, f"energyratestructure[{p}][0].sell"))
         periods[f"period_{p}"] = definition
     data: dict[str, Any] = {
-        "name": name or " — ".join(str(x) for x in (rate.get("utility"), rate.get("name")) if x) or "URDB rate",
+        "name": name
+        or " — ".join(str(x) for x in (rate.get("utility"), rate.get("name")) if x)
+        or "URDB rate",
         "currency": "USD",
         "timezone": timezone,
         "periods": periods,
@@ -167,7 +175,9 @@ def _demand(rate: dict[str, Any]) -> dict[str, Any]:
     if flat:
         months = rate.get("flatdemandmonths") or [0] * 12
         if not isinstance(months, list) or len(months) != 12:
-            raise TariffError("URDB import: flatdemandmonths must list a flat-demand period for each of 12 months")
+            raise TariffError(
+                "URDB import: flatdemandmonths must list a flat-demand period for each of 12 months"
+            )
         for p in range(len(flat)):
             used = [m + 1 for m, idx in enumerate(months) if idx == p]
             if used:
@@ -201,6 +211,8 @@ def _start(value: Any) -> str:
         try:
             parsed = dt.datetime.fromisoformat(value)
         except ValueError:
-            raise TariffError(f"URDB import: startdate '{value}' is neither epoch seconds nor ISO 8601") from None
+            raise TariffError(
+                f"URDB import: startdate '{value}' is neither epoch seconds nor ISO 8601"
+            ) from None
         return parsed.isoformat()
     raise TariffError(f"URDB import: startdate {value!r} is neither epoch seconds nor ISO 8601")

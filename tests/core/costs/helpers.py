@@ -49,13 +49,22 @@ TOU_NY: dict[str, Any] = {
 
 
 def tariff(**fields: Any) -> Tariff:
-    base: dict[str, Any] = {"name": "t", "currency": "USD", "timezone": "UTC", "periods": {"flat": {"price": "0.10"}}}
+    base: dict[str, Any] = {
+        "name": "t",
+        "currency": "USD",
+        "timezone": "UTC",
+        "periods": {"flat": {"price": "0.10"}},
+    }
     base.update(fields)
     return parse_tariff(base)
 
 
 def bill(
-    t: Tariff | list[TariffVersion], slots: list[Slot], start: dt.datetime, end: dt.datetime, minutes: int = 60,
+    t: Tariff | list[TariffVersion],
+    slots: list[Slot],
+    start: dt.datetime,
+    end: dt.datetime,
+    minutes: int = 60,
     **kw: Any,
 ) -> list[CycleBill]:
     versions = t if isinstance(t, list) else [TariffVersion(t)]

@@ -29,10 +29,14 @@ async def test_counter_deltas_and_reset(conn: asyncpg.Connection) -> None:
 
 
 async def test_interval_priced_in_the_period_where_it_starts(conn: asyncpg.Connection) -> None:
-    t = tariff(periods={"a": {"price": "0.10"}, "b": {"price": "1.00"}},
-               schedule=[{"period": "a", "hours": "0-12"}, {"period": "b", "hours": "12-24"}])
+    t = tariff(
+        periods={"a": {"price": "0.10"}, "b": {"price": "1.00"}},
+        schedule=[{"period": "a", "hours": "0-12"}, {"period": "b", "hours": "12-24"}],
+    )
     # One interval 11:30 → 12:30 (3 kWh): starts in period a.
-    await write(conn, [(utc(2026, 3, 2, 11, 30), "m", "energy", 10.0), (utc(2026, 3, 2, 12, 30), "m", "energy", 13.0)])
+    await write(
+        conn, [(utc(2026, 3, 2, 11, 30), "m", "energy", 10.0), (utc(2026, 3, 2, 12, 30), "m", "energy", 13.0)]
+    )
     (b,) = await service.bill(conn, t, "2026-03-01", "2026-04-01")
     assert cents(b["energy"]) == D("0.30")
     assert b["breakdown"]["energy_by_period"]["a"]["kwh"] == 3
@@ -48,10 +52,15 @@ async def test_power_integration_and_reported_gap(conn: asyncpg.Connection) -> N
     (b,) = await service.bill(conn, tariff(periods={"flat": {"price": "0.25"}}), "2026-03-01", "2026-04-01")
     assert b["kwh"] == pytest.approx(2.0)  # the two hours of the gap are not invented
     assert cents(b["total"]) == D("0.50")
-    assert b["gaps"] == [{
-        "device_id": "heater", "metric_type": "power", "start": "2026-03-02T01:00:00+00:00",
-        "end": "2026-03-02T03:00:00+00:00", "kwh": None,
-    }]
+    assert b["gaps"] == [
+        {
+            "device_id": "heater",
+            "metric_type": "power",
+            "start": "2026-03-02T01:00:00+00:00",
+            "end": "2026-03-02T03:00:00+00:00",
+            "kwh": None,
+        }
+    ]
 
 
 async def test_power_sign_change_split_into_import_and_export(conn: asyncpg.Connection) -> None:
@@ -90,14 +99,17 @@ async def test_meter_site_and_single_device_bill(conn: asyncpg.Connection) -> No
 
 
 async def test_tariff_crud_and_urdb_import_bill(conn: asyncpg.Connection) -> None:
-    tid = await service.create_tariff(conn, {"name": "flat", "periods": {"f": {"price": "0.1"}},
-                                             "effective_from": "2026-01-01"})
+    tid = await service.create_tariff(
+        conn, {"name": "flat", "periods": {"f": {"price": "0.1"}}, "effective_from": "2026-01-01"}
+    )
     assert (await service.get_tariff(conn, tid))["active"] is True  # the first tariff becomes active
     with pytest.raises(ConflictError):
-        await service.create_tariff(conn, {"name": "flat", "periods": {"f": {"price": "0.2"}},
-                                           "effective_from": "2026-01-01"})
-    updated = await service.update_tariff(conn, tid, {"name": "flat", "periods": {"f": {"price": "0.3"}},
-                                                      "effective_from": "2026-01-01"})
+        await service.create_tariff(
+            conn, {"name": "flat", "periods": {"f": {"price": "0.2"}}, "effective_from": "2026-01-01"}
+        )
+    updated = await service.update_tariff(
+        conn, tid, {"name": "flat", "periods": {"f": {"price": "0.3"}}, "effective_from": "2026-01-01"}
+    )
     assert updated["definition"]["periods"]["f"]["price"] == "0.3"
     payload = json.loads(FIXTURE.read_text())
     uid = await service.import_urdb(conn, payload, "America/Los_Angeles", None, "5e1676e95457a3f87673e3b0")

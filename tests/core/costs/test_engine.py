@@ -7,7 +7,7 @@ import datetime as dt
 from aetherlens.costs.engine import Slot, TariffVersion
 from aetherlens.costs.tariff import parse_tariff
 
-from .helpers import D, TOU_NY, bill, cents, local, steady, tariff, utc
+from .helpers import TOU_NY, D, bill, cents, local, steady, tariff, utc
 
 
 def test_flat_rate() -> None:
@@ -19,7 +19,7 @@ def test_flat_rate() -> None:
 
 
 def test_time_of_use_weekday_and_weekend() -> None:
-    # Mon 2 Feb .. Mon 9 Feb 2026 (no DST): 5 weekdays × 5 peak hours = 25 kWh at 0.30, 143 kWh at 0.10.
+    # Mon 2 Feb .. Mon 9 Feb 2026 (no DST): 5 weekdays x 5 peak hours = 25 kWh at 0.30, 143 kWh at 0.10.
     t = parse_tariff(TOU_NY)
     start, end = local(2026, 2, 2), local(2026, 2, 9)
     (b,) = bill(t, steady(start, end, "1"), start, end)
@@ -36,7 +36,7 @@ def test_holiday_billed_as_weekend_or_by_its_own_rule() -> None:
     start, end = local(2026, 7, 3), local(2026, 7, 4)
     slots = steady(start, end, "1")
     (plain,) = bill(parse_tariff(TOU_NY), slots, start, end)
-    assert cents(plain.energy) == D("3.40")  # 5 × 0.30 + 19 × 0.10: no holiday calendar
+    assert cents(plain.energy) == D("3.40")  # 5 x 0.30 + 19 x 0.10: no holiday calendar
     (hol,) = bill(parse_tariff({**TOU_NY, "holidays": "US"}), slots, start, end)
     assert cents(hol.energy) == D("2.40")  # all 24 h off-peak, like a weekend
     own = {
@@ -78,7 +78,7 @@ def test_tier_boundary_crossed_mid_interval_is_split() -> None:
     t = tariff(periods={"flat": {"tiers": [{"up_to": 100, "price": "0.10"}, {"price": "0.20"}]}})
     slots = [Slot(utc(2026, 2, 2, h), D(40)) for h in range(3)]  # the third interval crosses 100 kWh
     (b,) = bill(t, slots, utc(2026, 2, 1), utc(2026, 3, 1))
-    assert cents(b.energy) == D("14.00")  # 100 × 0.10 + 20 × 0.20
+    assert cents(b.energy) == D("14.00")  # 100 x 0.10 + 20 x 0.20
     assert b.energy_by_tier["tier_1"]["kwh"] == 100
     assert b.energy_by_tier["tier_2"]["kwh"] == 20
     # The hourly slot prices add up to the bill: the crossing interval is charged at both rates.
@@ -95,7 +95,7 @@ def test_tiers_with_time_of_use_split_in_proportion() -> None:
     )
     slots = [Slot(utc(2026, 2, 2, 17), D(30)), Slot(utc(2026, 2, 2, 3), D(90))]
     (b,) = bill(t, slots, utc(2026, 2, 1), utc(2026, 3, 1))
-    # peak: 30×100/120×0.30 + 30×20/120×0.40 = 9.50; off: 90×100/120×0.10 + 90×20/120×0.15 = 9.75
+    # peak: 30x100/120x0.30 + 30x20/120x0.40 = 9.50; off: 90x100/120x0.10 + 90x20/120x0.15 = 9.75
     assert cents(b.energy_by_period["peak"]["cost"]) == D("9.50")
     assert cents(b.energy_by_period["off"]["cost"]) == D("9.75")
     assert cents(b.energy) == D("19.25")
@@ -104,9 +104,9 @@ def test_tiers_with_time_of_use_split_in_proportion() -> None:
 def test_fixed_charges_daily_monthly_and_proration() -> None:
     t = tariff(fixed={"per_day": "0.50", "per_month": "12"})
     (whole,) = bill(t, [], utc(2026, 3, 1), utc(2026, 4, 1))
-    assert cents(whole.fixed) == D("27.50")  # 31 × 0.50 + 12
+    assert cents(whole.fixed) == D("27.50")  # 31 x 0.50 + 12
     (clipped,) = bill(t, [], utc(2026, 3, 1), utc(2026, 3, 11))
-    assert cents(clipped.fixed) == D("8.87")  # 10 × 0.50 + 12 × 10/31
+    assert cents(clipped.fixed) == D("8.87")  # 10 x 0.50 + 12 x 10/31
     mid = tariff(fixed={"per_month": "12"}, billing_cycle_day=15)
     bills = bill(mid, [], utc(2026, 3, 1), utc(2026, 4, 30))
     assert [(b.start, b.end) for b in bills] == [
@@ -120,7 +120,7 @@ def test_fixed_charges_daily_monthly_and_proration() -> None:
 def test_minimum_bill_tops_up_only_when_binding() -> None:
     t = tariff(fixed={"per_month": "5"}, minimum={"per_month": "20"})
     (low,) = bill(t, [Slot(utc(2026, 3, 2), D(10))], utc(2026, 3, 1), utc(2026, 4, 1))
-    assert cents(low.minimum) == D("14.00")  # 20 − (1.00 energy + 5 fixed)
+    assert cents(low.minimum) == D("14.00")  # 20 - (1.00 energy + 5 fixed)
     assert cents(low.total) == D("20.00")
     (high,) = bill(t, [Slot(utc(2026, 3, 2), D(500))], utc(2026, 3, 1), utc(2026, 4, 1))
     assert high.minimum == 0
@@ -132,7 +132,11 @@ def test_flat_demand_on_highest_window_average() -> None:
     start = utc(2026, 3, 2)
     slots = [Slot(start + dt.timedelta(minutes=5 * i), D("0.05")) for i in range(288)]  # 0.6 kW all day
     # 10:00-10:15 holds 1.0 + 0.5 + 0 kWh: 1.5 kWh in a quarter hour = 6 kW (the 5-minute max is 12 kW).
-    burst = {utc(2026, 3, 2, 10, 0): D("1.0"), utc(2026, 3, 2, 10, 5): D("0.5"), utc(2026, 3, 2, 10, 10): D(0)}
+    burst = {
+        utc(2026, 3, 2, 10, 0): D("1.0"),
+        utc(2026, 3, 2, 10, 5): D("0.5"),
+        utc(2026, 3, 2, 10, 10): D(0),
+    }
     slots = [Slot(s.start, burst.get(s.start, s.import_kwh)) for s in slots]
     (b,) = bill(t, slots, utc(2026, 3, 1), utc(2026, 4, 1), minutes=5)
     assert b.peak_kw == 6
@@ -149,11 +153,14 @@ def test_time_of_use_demand_per_period() -> None:
             ]
         }
     )
-    slots = [Slot(utc(2026, 3, 2, 3), D("2.5")), Slot(utc(2026, 3, 2, 17), D("1.5"))]  # 10 kW at 3:00, 6 at 17:00
+    slots = [
+        Slot(utc(2026, 3, 2, 3), D("2.5")),
+        Slot(utc(2026, 3, 2, 17), D("1.5")),
+    ]  # 10 kW at 3:00, 6 at 17:00
     (b,) = bill(t, slots, utc(2026, 3, 1), utc(2026, 4, 1), minutes=15)
     assert b.demand_by_period["facility"]["kw"] == 10
     assert b.demand_by_period["on_peak"]["kw"] == 6
-    assert cents(b.demand) == D("122.00")  # 10 × 5 + 6 × 12
+    assert cents(b.demand) == D("122.00")  # 10 x 5 + 6 x 12
 
 
 def test_demand_months_apply_by_cycle() -> None:
@@ -179,12 +186,18 @@ def test_export_netted_per_hour_and_credited() -> None:
     # Netting per 30 minutes instead: 10:00 imports 2, 10:30 nets to 0, 12:00 still exports 3.
     (half,) = bill(
         tariff(periods={"flat": {"price": "0.20"}}, export_price="0.05", export_netting_minutes=30),
-        slots, utc(2026, 3, 1), utc(2026, 4, 1), minutes=30,
+        slots,
+        utc(2026, 3, 1),
+        utc(2026, 4, 1),
+        minutes=30,
     )
     assert half.kwh == 2 and cents(half.export_credit) == D("0.15")
     (per_period,) = bill(
         tariff(periods={"flat": {"price": "0.20", "export_price": "0.08"}}, export_price="0.05"),
-        slots, utc(2026, 3, 1), utc(2026, 4, 1), minutes=30,
+        slots,
+        utc(2026, 3, 1),
+        utc(2026, 4, 1),
+        minutes=30,
     )
     assert cents(per_period.export_credit) == D("0.24")
 
@@ -197,31 +210,41 @@ def test_carbon_per_period_and_from_series() -> None:
     )
     slots = [Slot(utc(2026, 3, 2, 17), D(2)), Slot(utc(2026, 3, 2, 3), D(10))]
     (b,) = bill(t, slots, utc(2026, 3, 1), utc(2026, 4, 1))
-    assert b.carbon_kg == D("3.0")  # 2 × 0.5 + 10 × 0.2
+    assert b.carbon_kg == D("3.0")  # 2 x 0.5 + 10 x 0.2
     (s,) = bill(t, slots, utc(2026, 3, 1), utc(2026, 4, 1), carbon_series={utc(2026, 3, 2, 3): D("0.05")})
-    assert s.carbon_kg == D("1.5")  # 2 × 0.5 (no series value) + 10 × 0.05
+    assert s.carbon_kg == D("1.5")  # 2 x 0.5 (no series value) + 10 x 0.05
 
 
 def test_dst_spring_forward_day_has_23_billed_hours() -> None:
-    t = parse_tariff({**TOU_NY, "fixed": {"per_day": "1"}, "schedule": [
-        {"period": "peak", "hours": "16-21"}, {"period": "off_peak", "hours": "21-16"}]})
+    t = parse_tariff(
+        {
+            **TOU_NY,
+            "fixed": {"per_day": "1"},
+            "schedule": [{"period": "peak", "hours": "16-21"}, {"period": "off_peak", "hours": "21-16"}],
+        }
+    )
     start, end = local(2026, 3, 8), local(2026, 3, 9)  # Sunday 8 March 2026: clocks jump 2:00 → 3:00
     slots = steady(start, end, "1")
     assert len(slots) == 23
     (b,) = bill(t, slots, start, end)
     assert b.kwh == 23
-    assert cents(b.energy) == D("3.30")  # 5 × 0.30 + 18 × 0.10
+    assert cents(b.energy) == D("3.30")  # 5 x 0.30 + 18 x 0.10
     assert cents(b.fixed) == D("1.00")  # one calendar day, whatever its length
 
 
 def test_dst_fall_back_day_has_25_billed_hours() -> None:
-    t = parse_tariff({**TOU_NY, "fixed": {"per_day": "1"}, "schedule": [
-        {"period": "peak", "hours": "16-21"}, {"period": "off_peak", "hours": "21-16"}]})
+    t = parse_tariff(
+        {
+            **TOU_NY,
+            "fixed": {"per_day": "1"},
+            "schedule": [{"period": "peak", "hours": "16-21"}, {"period": "off_peak", "hours": "21-16"}],
+        }
+    )
     start, end = local(2026, 11, 1), local(2026, 11, 2)  # Sunday 1 November 2026: 1:00-2:00 twice
     slots = steady(start, end, "1")
     assert len(slots) == 25
     (b,) = bill(t, slots, start, end)
-    assert cents(b.energy) == D("3.50")  # 5 × 0.30 + 20 × 0.10
+    assert cents(b.energy) == D("3.50")  # 5 x 0.30 + 20 x 0.10
     assert cents(b.fixed) == D("1.00")
     # Peak is 16:00-21:00 local = 21:00-02:00 UTC after the change (EST), not 20:00 (EDT).
     peak_starts = sorted(s.start for s in b.slots if s.period == "peak")
@@ -233,8 +256,8 @@ def test_tariff_change_mid_cycle() -> None:
     new = tariff(periods={"flat": {"price": "0.20"}}, fixed={"per_month": "20"}, effective_from="2026-03-16")
     versions = [TariffVersion(old, None), TariffVersion(new, new.effective_from_utc)]
     (b,) = bill(versions, steady(utc(2026, 3, 1), utc(2026, 4, 1), "1"), utc(2026, 3, 1), utc(2026, 4, 1))
-    assert cents(b.energy) == D("112.80")  # 360 kWh × 0.10 + 384 kWh × 0.20
-    assert cents(b.fixed) == D("15.16")  # 10 × 15/31 + 20 × 16/31
+    assert cents(b.energy) == D("112.80")  # 360 kWh x 0.10 + 384 kWh x 0.20
+    assert cents(b.fixed) == D("15.16")  # 10 x 15/31 + 20 x 16/31
     assert cents(b.total) == D("127.96")
 
 
@@ -242,9 +265,23 @@ def test_bill_json_shape_follows_the_contract() -> None:
     t = tariff(fixed={"per_month": "3"})
     (b,) = bill(t, steady(utc(2026, 3, 1), utc(2026, 3, 2), "1"), utc(2026, 3, 1), utc(2026, 4, 1))
     doc = b.to_json()
-    for key in ("start", "end", "currency", "kwh", "peak_kw", "energy", "fixed", "demand", "minimum",
-                "export_credit", "total", "breakdown"):
+    for key in (
+        "start",
+        "end",
+        "currency",
+        "kwh",
+        "peak_kw",
+        "energy",
+        "fixed",
+        "demand",
+        "minimum",
+        "export_credit",
+        "total",
+        "breakdown",
+    ):
         assert key in doc
     assert set(doc["breakdown"]) == {"energy_by_period", "energy_by_tier", "demand_by_period"}
-    assert doc["total"] == doc["energy"] + doc["fixed"] + doc["demand"] + doc["minimum"] - doc["export_credit"]
+    assert (
+        doc["total"] == doc["energy"] + doc["fixed"] + doc["demand"] + doc["minimum"] - doc["export_credit"]
+    )
     assert isinstance(doc["total"], float)

@@ -35,8 +35,12 @@ async def _setup(conn: asyncpg.Connection, until: dt.datetime) -> str:
     start = utc(2026, 3, 1)
     hours = int((until - start).total_seconds() // 3600)
     # A meter (3 kWh/h) and two plugs (1 and 0.5 kWh/h): 1.5 kWh/h is nobody's.
-    await write(conn, counter("main", start, hours, 3.0) + counter("tv", start, hours, 1.0)
-                + counter("pc", start, hours, 0.5))
+    await write(
+        conn,
+        counter("main", start, hours, 3.0)
+        + counter("tv", start, hours, 1.0)
+        + counter("pc", start, hours, 0.5),
+    )
     return tid
 
 
@@ -46,14 +50,16 @@ async def test_device_costs_add_up_to_the_site_bill(conn: asyncpg.Connection) ->
     result = await job.run_once(conn, now=utc(2026, 4, 5, 12, 30))
     assert result.rows > 0 and result.repriced
     (march,) = await service.bill(conn, tid, "2026-03-01", "2026-04-01", meter_device="main")
-    # 2232 kWh: 1000 × 0.10 + 1232 × 0.20 = 346.40; fixed 9 + 3.10; demand 3 kW × 4 = 12.
+    # 2232 kWh: 1000 x 0.10 + 1232 x 0.20 = 346.40; fixed 9 + 3.10; demand 3 kW x 4 = 12.
     assert cents(march["total"]) == D("370.50")
     devices = await service.device_costs(conn, "2026-03-01", "2026-04-01")
     assert {d["device_id"] for d in devices} == {"tv", "pc", "unmetered"}
     assert cents(_sum(devices)) == cents(march["total"])
     by_id = {d["device_id"]: d for d in devices}
     assert by_id["tv"]["kwh"] == pytest.approx(744.0)
-    assert cents(by_id["tv"]["cost"]) == cents(Decimal(repr(march["total"])) / 3)  # a third of the meter's kWh
+    assert cents(by_id["tv"]["cost"]) == cents(
+        Decimal(repr(march["total"])) / 3
+    )  # a third of the meter's kWh
     assert not any(d["estimated"] for d in devices)  # March is closed
     april = await service.device_costs(conn, "2026-04-01", "2026-05-01")
     (april_bill,) = await service.bill(conn, tid, "2026-04-01", "2026-04-05T12:00", meter_device="main")
@@ -65,36 +71,54 @@ async def test_incremental_runs_and_repricing(conn: asyncpg.Connection) -> None:
     tid = await _setup(conn, utc(2026, 4, 5, 12))
     job = CostJob(meter_device="main")
     await job.run_once(conn, now=utc(2026, 4, 5, 12))
-    before = await conn.fetch("SELECT * FROM cost_calculations WHERE time < '2026-04-01' ORDER BY time, device_id")
+    before = await conn.fetch(
+        "SELECT * FROM cost_calculations WHERE time < '2026-04-01' ORDER BY time, device_id"
+    )
     # More readings arrive; only they are read (the closed March rows stay as they were).
     more = 60
     start = utc(2026, 4, 5, 12)
-    await write(conn, [r for r in counter("main", start, more, 3.0, first=3.0 * 836) if r[0] > start]
-                + [r for r in counter("tv", start, more, 1.0, first=836.0) if r[0] > start]
-                + [r for r in counter("pc", start, more, 0.5, first=418.0) if r[0] > start])
+    await write(
+        conn,
+        [r for r in counter("main", start, more, 3.0, first=3.0 * 836) if r[0] > start]
+        + [r for r in counter("tv", start, more, 1.0, first=836.0) if r[0] > start]
+        + [r for r in counter("pc", start, more, 0.5, first=418.0) if r[0] > start],
+    )
     second = await job.run_once(conn, now=utc(2026, 4, 8))
     assert not second.repriced and second.priced_from == utc(2026, 4, 1)
-    after = await conn.fetch("SELECT * FROM cost_calculations WHERE time < '2026-04-01' ORDER BY time, device_id")
-    assert [(r["time"], r["device_id"], r["cost"]) for r in before] == [(r["time"], r["device_id"], r["cost"]) for r in after]
+    after = await conn.fetch(
+        "SELECT * FROM cost_calculations WHERE time < '2026-04-01' ORDER BY time, device_id"
+    )
+    assert [(r["time"], r["device_id"], r["cost"]) for r in before] == [
+        (r["time"], r["device_id"], r["cost"]) for r in after
+    ]
     (april,) = await service.bill(conn, tid, "2026-04-01", "2026-04-08", meter_device="main")
     assert cents(_sum(await service.device_costs(conn, "2026-04-01", "2026-04-08"))) == cents(april["total"])
     # A new tariff version from 16 March: the job notices and re-prices history from raw data.
-    await service.create_tariff(conn, {**TARIFF, "effective_from": "2026-03-16",
-                                       "periods": {"flat": {"price": "0.30"}}})
+    await service.create_tariff(
+        conn, {**TARIFF, "effective_from": "2026-03-16", "periods": {"flat": {"price": "0.30"}}}
+    )
     third = await job.run_once(conn, now=utc(2026, 4, 8))
     assert third.repriced
     (march,) = await service.bill(conn, tid, "2026-03-01", "2026-04-01", meter_device="main")
-    # 15 days × 72 kWh = 1080 kWh at tiered rates (tiers on the cycle's 2232 kWh, in proportion),
+    # 15 days x 72 kWh = 1080 kWh at tiered rates (tiers on the cycle's 2232 kWh, in proportion),
     # 1152 kWh at 0.30.
-    expected_energy = D(1080) * (D(1000) / D(2232) * D("0.10") + D(1232) / D(2232) * D("0.20")) + D(1152) * D("0.30")
+    expected_energy = D(1080) * (D(1000) / D(2232) * D("0.10") + D(1232) / D(2232) * D("0.20")) + D(1152) * D(
+        "0.30"
+    )
     assert cents(march["energy"]) == cents(expected_energy)
     march_costs = await service.device_costs(conn, "2026-03-01", "2026-04-01")
     assert cents(_sum(march_costs)) == cents(march["total"])
     # Beyond raw retention: March's raw rows are gone; another version re-prices March from the hourly
     # energy and stored demand peaks, to the same cents as a bill from raw data would.
-    await service.create_tariff(conn, {**TARIFF, "effective_from": "2026-03-20",
-                                       "periods": {"flat": {"price": "0.05"}},
-                                       "demand": {"charges": [{"name": "facility", "price": "7"}]}})
+    await service.create_tariff(
+        conn,
+        {
+            **TARIFF,
+            "effective_from": "2026-03-20",
+            "periods": {"flat": {"price": "0.05"}},
+            "demand": {"charges": [{"name": "facility", "price": "7"}]},
+        },
+    )
     (expected,) = await service.bill(conn, tid, "2026-03-01", "2026-04-01", meter_device="main")
     await conn.execute("DELETE FROM metrics WHERE time < '2026-04-01'")
     fourth = await job.run_once(conn, now=utc(2026, 4, 8))
@@ -112,13 +136,13 @@ async def test_summary_projection_comparison_history(conn: asyncpg.Connection) -
     summary = await service.summary(conn, settings, now=now)
     (mtd,) = await service.bill(conn, tid, "2026-04-01", "2026-04-07T12:00", meter_device="main")
     assert summary["month_to_date"] == pytest.approx(mtd["total"])
-    # 6.5 days of 30: energy scaled ×30/6.5, fixed whole (9 + 30 × 0.1), demand as peaked so far.
+    # 6.5 days of 30: energy scaled x30/6.5, fixed whole (9 + 30 x 0.1), demand as peaked so far.
     expected = Decimal(repr(mtd["energy"])) * 30 / D("6.5") + D(12) + Decimal(repr(mtd["demand"]))
     assert cents(summary["projected_month"]) == cents(expected)
     assert summary["current_period"] == "flat"
     assert summary["current_price"] == pytest.approx(0.10)  # 468 kWh so far: still in the first tier
     assert summary["currency"] == "USD"
-    # today: 12 h × 3 kWh × 0.10 + one day of fixed charges (0.10 + 9/30)
+    # today: 12 h x 3 kWh x 0.10 + one day of fixed charges (0.10 + 9/30)
     assert cents(summary["today"]) == D("4.00")
     assert summary["carbon_today_kg"] == 0
     cheap = await service.create_tariff(conn, {"name": "cheap", "periods": {"f": {"price": "0.01"}}})
@@ -129,7 +153,9 @@ async def test_summary_projection_comparison_history(conn: asyncpg.Connection) -
     assert last_cycle == ranking  # no range = the last complete billing cycle (March)
     days = await service.history(conn, "tv", "2026-03-01", "2026-04-01", "day")
     assert len(days["points"]) == 31
-    tv = next(d for d in await service.device_costs(conn, "2026-03-01", "2026-04-01") if d["device_id"] == "tv")
+    tv = next(
+        d for d in await service.device_costs(conn, "2026-03-01", "2026-04-01") if d["device_id"] == "tv"
+    )
     assert sum(p["cost"] for p in days["points"]) == pytest.approx(tv["cost"])
     hours = await service.history(conn, None, "2026-03-02", "2026-03-03", "hour")
     assert len(hours["points"]) == 24

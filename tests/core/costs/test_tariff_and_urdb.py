@@ -12,7 +12,7 @@ from aetherlens.costs.tariff import load_tariff_yaml, parse_tariff
 from aetherlens.costs.urdb import pick_rate, urdb_to_tariff
 from aetherlens.errors import TariffError
 
-from .helpers import D, TOU_NY, bill, cents, local, steady
+from .helpers import TOU_NY, D, bill, cents, local, steady
 
 FIXTURE = Path(__file__).parent / "fixtures" / "urdb_tou.json"
 
@@ -29,10 +29,16 @@ def test_validation_names_the_field() -> None:
     _rejects({**base, "currency": "XYZ"}, "currency", "unknown currency 'XYZ'")
     _rejects({**base, "timezone": "Mars/Olympus"}, "timezone", "unknown time zone")
     _rejects({**base, "holidays": "ZZ"}, "holidays", "unknown holiday calendar")
-    _rejects({**base, "periods": {"flat": {"tiers": [{"up_to": 500, "price": 1}, {"up_to": 100, "price": 2}]}}},
-             "periods.flat", "tiers out of order")
-    _rejects({**base, "periods": {"flat": {"tiers": [{"price": 1}, {"up_to": 100, "price": 2}]}}},
-             "periods.flat", "only the last tier may be open-ended")
+    _rejects(
+        {**base, "periods": {"flat": {"tiers": [{"up_to": 500, "price": 1}, {"up_to": 100, "price": 2}]}}},
+        "periods.flat",
+        "tiers out of order",
+    )
+    _rejects(
+        {**base, "periods": {"flat": {"tiers": [{"price": 1}, {"up_to": 100, "price": 2}]}}},
+        "periods.flat",
+        "only the last tier may be open-ended",
+    )
     overlapping = {**TOU_NY, "schedule": [*TOU_NY["schedule"], {"period": "peak", "hours": "20-22"}]}
     _rejects(overlapping, "schedule", "overlapping periods", "weekday 20:00")
     uncovered = {**TOU_NY, "schedule": TOU_NY["schedule"][:2]}
@@ -40,7 +46,9 @@ def test_validation_names_the_field() -> None:
     _rejects({**TOU_NY, "schedule": []}, "schedule", "several periods need a schedule")
     _rejects({**base, "schedule": [{"period": "nope"}]}, "schedule[0].period", "unknown period 'nope'")
     _rejects({**base, "seasons": {"s": {"months": [1, 2]}}}, "seasons", "do not cover")
-    _rejects({**base, "seasons": {"a": {"months": list(range(1, 13))}, "b": {"months": [3]}}}, "seasons", "overlap")
+    _rejects(
+        {**base, "seasons": {"a": {"months": list(range(1, 13))}, "b": {"months": [3]}}}, "seasons", "overlap"
+    )
     _rejects({**base, "bogus": 1}, "bogus: unknown field")
     _rejects({**base, "schedule": [{"period": "flat", "hours": "25-3"}]}, "schedule.0.hours")
     _rejects({**base, "demand": {"window_minutes": 7}}, "demand.window_minutes", "must divide 60")
@@ -98,12 +106,12 @@ def test_urdb_rate_bills_to_the_cent() -> None:
     start, end = local(2026, 2, 1, zone=zone), local(2026, 3, 1, zone=zone)
     slots = steady(start, end, "0.25", minutes=15)  # 1 kW all month: 672 kWh
     (b,) = bill(tariff, slots, start, end, minutes=15)
-    # 20 weekdays × 5 peak hours = 100 kWh peak, 572 off-peak; tiers 300 / 372 of 672 split each period.
+    # 20 weekdays x 5 peak hours = 100 kWh peak, 572 off-peak; tiers 300 / 372 of 672 split each period.
     assert b.energy_by_period["period_1"]["kwh"] == 100
     assert cents(b.energy) == D("254.80")
     assert cents(b.fixed) == D("10.00")
-    assert cents(b.demand) == D("15.00")  # flat 1 kW × 5 + on-peak 1 kW × 10
-    assert b.minimum == 0  # 28 × 0.32855 = 9.20 is not binding
+    assert cents(b.demand) == D("15.00")  # flat 1 kW x 5 + on-peak 1 kW x 10
+    assert b.minimum == 0  # 28 x 0.32855 = 9.20 is not binding
     assert cents(b.total) == D("279.80")
     # With the US holiday calendar, Presidents' Day (16 Feb) has no peak hours: 5 kWh move off-peak.
     holiday = urdb_to_tariff(rate, timezone="America/Los_Angeles", holidays="US")
