@@ -97,6 +97,14 @@ FROM (
 GROUP BY day, device_id, metric_type
 """
 
+# JIT compilation costs more than it saves on these statements; a big backfill batch sorts in memory.
+_TUNE_SQL: Final = "SET LOCAL jit = off; SET LOCAL work_mem = '64MB'"
+_SUMMARIZE_SQL: Final = """
+SELECT brin_summarize_new_values(index.oid)
+FROM (SELECT to_regclass('metrics_time_brin') AS oid) AS index
+WHERE index.oid IS NOT NULL
+"""
+
 _PENDING_SQL: Final = "SELECT bucket, xmin::text AS version FROM rollup_pending ORDER BY bucket LIMIT $1"
 # Consume only rows nobody re-marked since they were read (a writer's DO UPDATE changes xmin).
 _CONSUME_SQL: Final = """
@@ -210,6 +218,10 @@ class RollupJob:
         async with conn.transaction():
             # Two jobs replacing the same day at once would collide on its primary key.
             await conn.execute("SELECT pg_advisory_xact_lock($1)", ROLLUP_LOCK_KEY)
+            await conn.execute(_TUNE_SQL)
+            # Pages written since the last pass are not yet summarized in the BRIN index, and an
+            # unsummarized range matches every query: summarize them so the hour scans stay selective.
+            await conn.execute(_SUMMARIZE_SQL)
             hours = sorted(r["bucket"] for r in await conn.fetch(_CLAIM_SQL, self.max_hours_per_run))
             if not hours:
                 return RollupResult()
