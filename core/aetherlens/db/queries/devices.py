@@ -1,0 +1,185 @@
+"""Device registry: list, get, create, partial update, delete.
+
+Ids follow ``DEVICE_ID_PATTERN`` and types ``DEVICE_TYPES`` (aetherlens.models); tags are string -> string.
+The HTTP layer validates the same rules with pydantic first; they are checked here too because the
+registry is also written by the CLI and the collector's auto-registration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+
+from aetherlens.db.queries import Queryable
+from aetherlens.errors import ConflictError, NotFoundError, ValidationError
+from aetherlens.models import DEVICE_ID_PATTERN, DEVICE_TYPES
+
+_COLUMNS: Final = "id, name, type, room, source, tags::text, created_at, updated_at"
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    id: str
+    name: str
+    type: str
+    room: str | None
+    source: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The contract's device shape."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": self.type,
+            "room": self.room,
+            "source": self.source,
+            "tags": self.tags,
+        }
+
+
+def _device(row: Any) -> Device:
+    return Device(
+        id=row[0],
+        name=row[1],
+        type=row[2],
+        room=row[3],
+        source=row[4],
+        tags=orjson.loads(row[5]) if row[5] is not None else {},
+        created_at=row[6],
+        updated_at=row[7],
+    )
+
+
+def validate_device_id(device_id: str) -> None:
+    if not DEVICE_ID_PATTERN.fullmatch(device_id):
+        raise ValidationError(
+            f"device id {device_id!r} must match {DEVICE_ID_PATTERN.pattern}",
+            details={"field": "id", "value": device_id},
+        )
+
+
+def _validate_type(device_type: str) -> None:
+    if device_type not in DEVICE_TYPES:
+        raise ValidationError(
+            f"device type {device_type!r} is not one of {', '.join(DEVICE_TYPES)}",
+            details={"field": "type", "value": device_type},
+        )
+
+
+def _validate_tags(tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ValidationError(
+                "tags must map strings to strings", details={"field": "tags", "key": str(key)}
+            )
+
+
+async def list_devices(db: Queryable) -> list[Device]:
+    rows = await db.fetch(f"SELECT {_COLUMNS} FROM devices ORDER BY id")
+    return [_device(row) for row in rows]
+
+
+async def get_device(db: Queryable, device_id: str) -> Device:
+    row = await db.fetchrow(f"SELECT {_COLUMNS} FROM devices WHERE id = $1", device_id)
+    if row is None:
+        raise NotFoundError(f"device {device_id!r} not found", details={"device_id": device_id})
+    return _device(row)
+
+
+async def device_exists(db: Queryable, device_id: str) -> bool:
+    return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM devices WHERE id = $1)", device_id))
+
+
+async def create_device(
+    db: Queryable,
+    *,
+    device_id: str,
+    name: str,
+    type: str = "other",
+    room: str | None = None,
+    source: str | None = "api",
+    tags: dict[str, str] | None = None,
+) -> Device:
+    validate_device_id(device_id)
+    _validate_type(type)
+    tags = tags or {}
+    _validate_tags(tags)
+    row = await db.fetchrow(
+        "INSERT INTO devices (id, name, type, room, source, tags) "
+        f"VALUES ($1, $2, $3, $4, $5, $6::text::jsonb) "
+        f"ON CONFLICT (id) DO NOTHING RETURNING {_COLUMNS}",
+        device_id,
+        name,
+        type,
+        room,
+        source,
+        orjson.dumps(tags).decode(),
+    )
+    if row is None:
+        raise ConflictError(f"device {device_id!r} already exists", details={"device_id": device_id})
+    return _device(row)
+
+
+# One fixed statement for every partial update: each column has a "was it given" flag, so no SQL is built
+# from the request.
+_UPDATE_SQL: Final = f"""
+UPDATE devices SET
+  name = CASE WHEN $2 THEN $3 ELSE name END,
+  type = CASE WHEN $4 THEN $5 ELSE type END,
+  room = CASE WHEN $6 THEN $7 ELSE room END,
+  source = CASE WHEN $8 THEN $9 ELSE source END,
+  tags = CASE WHEN $10 THEN $11::text::jsonb ELSE tags END,
+  updated_at = now()
+WHERE id = $1
+RETURNING {_COLUMNS}
+"""
+
+_UPDATABLE: Final = ("name", "type", "room", "source", "tags")
+
+
+async def update_device(db: Queryable, device_id: str, changes: dict[str, Any]) -> Device:
+    """Apply the given fields only; a field given as ``None`` clears it (room, source)."""
+    unknown = set(changes) - set(_UPDATABLE)
+    if unknown:
+        raise ValidationError(
+            f"cannot update {', '.join(sorted(unknown))}; updatable fields: {', '.join(_UPDATABLE)}",
+            details={"fields": sorted(unknown)},
+        )
+    if changes.get("name", "") is None:
+        raise ValidationError("name cannot be null", details={"field": "name"})
+    if "type" in changes:
+        _validate_type(changes["type"])
+    tags = changes.get("tags")
+    if "tags" in changes:
+        tags = tags or {}
+        _validate_tags(tags)
+    row = await db.fetchrow(
+        _UPDATE_SQL,
+        device_id,
+        "name" in changes,
+        changes.get("name"),
+        "type" in changes,
+        changes.get("type"),
+        "room" in changes,
+        changes.get("room"),
+        "source" in changes,
+        changes.get("source"),
+        "tags" in changes,
+        orjson.dumps(tags).decode() if "tags" in changes else None,
+    )
+    if row is None:
+        raise NotFoundError(f"device {device_id!r} not found", details={"device_id": device_id})
+    return _device(row)
+
+
+async def delete_device(db: Queryable, device_id: str) -> None:
+    """Remove the device from the registry; its stored metrics stay (history is not lost by a rename)."""
+    status = await db.execute("DELETE FROM devices WHERE id = $1", device_id)
+    if status == "DELETE 0":
+        raise NotFoundError(f"device {device_id!r} not found", details={"device_id": device_id})
