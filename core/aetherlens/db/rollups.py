@@ -8,7 +8,9 @@ backfilled data reach the rollups however old they are:
 * plain PostgreSQL: the hours are re-aggregated from ``metrics`` and their days from ``metrics_hourly``
   (delete + insert of those buckets, all in one transaction that also consumes the pending rows);
 * TimescaleDB: ``CALL refresh_continuous_aggregate`` over exactly those ranges, then the pending rows
-  are deleted unless a writer touched them again meanwhile.
+  are deleted unless a writer touched them again meanwhile. The current (open) UTC day is refreshed in
+  ``metrics_daily`` at most every ``open_day_refresh_interval`` seconds, because each refresh
+  re-aggregates the whole day from raw rows.
 
 Counter increase (column ``increase``, NULL for non-counter types): the reset-aware increase inside the
 bucket, defined in migrations/012_rollup_functions.sql — samples in (time, value) order, each consecutive
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -180,11 +183,22 @@ class RollupResult:
 class RollupJob:
     """Keeps the metric rollups current from ``rollup_pending``; ``run_once`` is one bounded pass."""
 
-    def __init__(self, capabilities: CapabilitiesLike, *, max_hours_per_run: int = 240) -> None:
+    def __init__(
+        self,
+        capabilities: CapabilitiesLike,
+        *,
+        max_hours_per_run: int = 240,
+        open_day_refresh_interval: float = 900.0,
+    ) -> None:
         if max_hours_per_run < 1:
             raise ValueError("max_hours_per_run must be at least 1")
         self.continuous_aggregates = rollup_mode(capabilities) == "continuous_aggregates"
         self.max_hours_per_run = max_hours_per_run
+        # TimescaleDB re-materializes a whole daily bucket from raw rows on every refresh: the day still
+        # being written is refreshed at most this often (seconds). Its invalidations stay in
+        # TimescaleDB's log meanwhile, so the next refresh of that day (or the policy) includes them.
+        self.open_day_refresh_interval = open_day_refresh_interval
+        self._open_day_refreshed: dict[datetime, float] = {}
 
     async def run_once(self, conn: asyncpg.Connection) -> RollupResult:
         """Roll up at most ``max_hours_per_run`` pending hours (oldest first) and their days."""
@@ -240,11 +254,24 @@ class RollupJob:
         if not rows:
             return RollupResult()
         hours = [r["bucket"] for r in rows]
-        days = sorted({day_floor(h) for h in hours})
+        days = self._due_days(sorted({day_floor(h) for h in hours}))
         await refresh_ranges(conn, "metrics_hourly", ranges(hours, HOUR))
         await refresh_ranges(conn, "metrics_daily", ranges(days, DAY))
         await conn.execute(_CONSUME_SQL, hours, [r["version"] for r in rows])
         return RollupResult(hours, days)
+
+    def _due_days(self, days: list[datetime]) -> list[datetime]:
+        now, clock = datetime.now(UTC), time.monotonic()
+        self._open_day_refreshed = {d: t for d, t in self._open_day_refreshed.items() if d + DAY > now}
+        due: list[datetime] = []
+        for day in days:
+            if day + DAY > now:  # still open
+                last = self._open_day_refreshed.get(day)
+                if last is not None and clock - last < self.open_day_refresh_interval:
+                    continue
+                self._open_day_refreshed[day] = clock
+            due.append(day)
+        return due
 
 
 async def refresh_ranges(

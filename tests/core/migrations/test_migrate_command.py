@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -47,3 +48,25 @@ async def test_migrate_fails_with_a_message_when_the_server_is_unreachable() -> 
     result = run("postgresql://postgres@127.0.0.1:1/nowhere")
     assert result.returncode == 1
     assert "cannot connect to PostgreSQL" in result.stderr and result.stdout == ""
+
+
+async def test_two_migrate_processes_at_once_apply_everything_once(fresh_database) -> None:
+    dsn = await fresh_database()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AETHERLENS_")}
+    env.update(AETHERLENS_DATABASE_URL=dsn, AETHERLENS_LOG__FORMAT="text")
+    command = [sys.executable, "-m", "aetherlens.cli", "migrate", "--json"]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+        )
+        for _ in range(2)
+    ]
+    outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), timeout=120)
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
+    applied = [json.loads(out)["applied"] for out, _ in outputs]
+    everything = max(applied, key=len)
+    assert everything[0] == "001_core_state.sql"
+    # Each migration was applied by exactly one of the two processes, and recorded once.
+    assert sorted(applied[0] + applied[1]) == sorted(everything)
+    status = json.loads(run(dsn, "--status", "--json").stdout)
+    assert [m["name"] for m in status["migrations"] if m["state"] == "applied"] == everything

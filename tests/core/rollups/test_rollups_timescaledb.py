@@ -6,7 +6,7 @@ the pending ranges) on the session's throwaway cluster. Skipped where TimescaleD
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -16,7 +16,7 @@ from schema_helpers import PLAIN, pause_scheduled_jobs
 
 from aetherlens.db.capabilities import probe
 from aetherlens.db.migrations import apply_migrations
-from aetherlens.db.rollups import RollupJob, refresh_cost_rollups
+from aetherlens.db.rollups import RollupJob, mark_pending, refresh_cost_rollups
 
 pytestmark = pytest.mark.timescaledb
 
@@ -120,3 +120,27 @@ async def test_cost_rollups_match_on_both_paths(both) -> None:
     with pytest.raises(Exception, match="after the cost transaction commits"):
         async with tsdb.transaction():
             await refresh_cost_rollups(tsdb, caps, [START])
+
+
+async def test_open_day_is_refreshed_at_most_every_interval(both) -> None:
+    _, tsdb, caps = both
+    now = datetime.now(UTC).replace(microsecond=0)
+    today = now.replace(hour=0, minute=0, second=0)
+    this_hour = now.replace(minute=0, second=0)
+    job = RollupJob(caps, open_day_refresh_interval=3600)
+
+    await write(tsdb, [(this_hour, "meter", "energy", 1.0)])
+    assert (await job.run_once(tsdb)).days == [today]
+    await write(tsdb, [(this_hour + timedelta(seconds=1), "meter", "energy", 2.0)])
+    second = await job.run_once(tsdb)
+    assert second.hours == [this_hour] and second.days == []  # the hour now, the open day later
+    hourly = (await rollup_rows(tsdb, "metrics_hourly"))[(this_hour, "meter", "energy")]
+    daily = (await rollup_rows(tsdb, "metrics_daily"))[(today, "meter", "energy")]
+    assert (hourly["count"], daily["count"]) == (2, 1)
+
+    # A job that may refresh the open day right away (or the next interval) catches up from
+    # TimescaleDB's invalidation log.
+    await mark_pending(tsdb, [this_hour])
+    assert (await RollupJob(caps, open_day_refresh_interval=0).run_once(tsdb)).days == [today]
+    daily = (await rollup_rows(tsdb, "metrics_daily"))[(today, "meter", "energy")]
+    assert (daily["count"], daily["increase"]) == (2, 1.0)
