@@ -23,8 +23,11 @@ from typing import Any
 
 from aetherlens.costs.engine import ZERO, Slot, floor_time
 
+WORK_MEM = "64MB"  # a constant, never user input
 EDGE = dt.timedelta(days=2)  # readings this far outside the range bound its first and last interval
 
+# One pass over the readings: slot sums (kind 's') and the intervals longer than a slot (kind 'l'),
+# which demand spreads over their real duration and which may be gaps. The CTE is computed once.
 _COUNTER_SQL = """
 WITH r AS (
     SELECT device_id, metric_type, time, value,
@@ -33,32 +36,20 @@ WITH r AS (
     WHERE metric_type = ANY($1::text[]) AND time >= $2::timestamptz - $4::interval
       AND time < $3::timestamptz + $4::interval
       AND ($5::text[] IS NULL OR device_id = ANY($5::text[]))
-    WINDOW w AS (PARTITION BY device_id, metric_type ORDER BY time)
-), d AS (
+    WINDOW w AS (PARTITION BY device_id COLLATE "C", metric_type COLLATE "C" ORDER BY time)
+), d AS MATERIALIZED (
     SELECT device_id, metric_type, t0, time AS t1,
            CASE WHEN value >= v0 THEN value - v0 ELSE value END AS kwh,
            (value < v0) AS reset
     FROM r WHERE t0 >= $2::timestamptz AND t0 < $3::timestamptz
 )
-SELECT device_id, metric_type,
-       date_bin($6::interval, t0, TIMESTAMPTZ '2000-01-01 00:00+00') AS slot,
+SELECT 's' AS kind, device_id, metric_type,
+       date_bin($6::interval, t0, TIMESTAMPTZ '2000-01-01 00:00+00') AS slot, NULL::timestamptz AS t1,
        sum(kwh) AS kwh, count(*) FILTER (WHERE reset) AS resets
-FROM d GROUP BY 1, 2, 3
-"""
-
-_COUNTER_LONG_SQL = """
-WITH r AS (
-    SELECT device_id, metric_type, time, value,
-           lag(time) OVER w AS t0, lag(value) OVER w AS v0
-    FROM metrics
-    WHERE metric_type = ANY($1::text[]) AND time >= $2::timestamptz - $4::interval
-      AND time < $3::timestamptz + $4::interval
-      AND ($5::text[] IS NULL OR device_id = ANY($5::text[]))
-    WINDOW w AS (PARTITION BY device_id, metric_type ORDER BY time)
-)
-SELECT device_id, metric_type, t0, time AS t1,
-       CASE WHEN value >= v0 THEN value - v0 ELSE value END AS kwh
-FROM r WHERE t0 >= $2::timestamptz AND t0 < $3::timestamptz AND time - t0 > $6::interval
+FROM d GROUP BY 2, 3, 4
+UNION ALL
+SELECT 'l', device_id, metric_type, t0, t1, kwh, 0 FROM d
+WHERE metric_type = 'energy' AND t1 - t0 > $6::interval
 """
 
 _POWER_SQL = """
@@ -70,7 +61,7 @@ WITH r AS (
       AND time < $2::timestamptz + $3::interval
       AND device_id <> ALL($4::text[])
       AND ($5::text[] IS NULL OR device_id = ANY($5::text[]))
-    WINDOW w AS (PARTITION BY device_id ORDER BY time)
+    WINDOW w AS (PARTITION BY device_id COLLATE "C" ORDER BY time)
 ), s AS (
     SELECT device_id, t0, time AS t1, p0, p1,
            extract(epoch FROM time - t0) / 3600.0 / 1000.0 AS h
@@ -95,7 +86,7 @@ WITH r AS (
       AND time < $2::timestamptz + $3::interval
       AND device_id <> ALL($4::text[])
       AND ($5::text[] IS NULL OR device_id = ANY($5::text[]))
-    WINDOW w AS (PARTITION BY device_id ORDER BY time)
+    WINDOW w AS (PARTITION BY device_id COLLATE "C" ORDER BY time)
 )
 SELECT device_id, t0, time AS t1 FROM r
 WHERE t0 >= $1::timestamptz AND t0 < $2::timestamptz AND time - t0 > $6::interval
@@ -151,21 +142,37 @@ async def load_energy(
     counter_gap: dt.timedelta = dt.timedelta(hours=1),
 ) -> DeviceEnergy:
     """Energy per device and slot for intervals starting in ``[start, end)``."""
+    async with conn.transaction(readonly=True):
+        # The window functions sort a device's readings; with the stock 4 MB they spill to disk.
+        await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+        return await _load(conn, start, end, slot_minutes, devices, power_gap, counter_gap)
+
+
+async def _load(
+    conn: Any,
+    start: dt.datetime,
+    end: dt.datetime,
+    slot_minutes: int,
+    devices: list[str] | None,
+    power_gap: dt.timedelta,
+    counter_gap: dt.timedelta,
+) -> DeviceEnergy:
     slot = dt.timedelta(minutes=slot_minutes)
     out = DeviceEnergy(slot_minutes)
     rows = await conn.fetch(_COUNTER_SQL, ["energy", "energy_exported"], start, end, EDGE, devices, slot)
     counter_devices: set[str] = set()
     for row in rows:
+        if row["kind"] == "l":
+            t0, t1, kwh = row["slot"], row["t1"], _dec(row["kwh"])
+            _spread_demand(out, row["device_id"], t0, t1, kwh, slot_minutes)
+            if t1 - t0 > counter_gap:
+                out.gaps.append(_gap(row["device_id"], t0, t1, "energy", kwh))
+            continue
         table = out.imports if row["metric_type"] == "energy" else out.exports
         table[row["device_id"]][row["slot"]] = _dec(row["kwh"])
         if row["metric_type"] == "energy":
             counter_devices.add(row["device_id"])
             out.resets[row["device_id"]] += int(row["resets"])
-    long_rows = await conn.fetch(_COUNTER_LONG_SQL, ["energy"], start, end, EDGE, devices, slot)
-    for row in long_rows:
-        _spread_demand(out, row["device_id"], row["t0"], row["t1"], _dec(row["kwh"]), slot_minutes)
-        if row["t1"] - row["t0"] > counter_gap:
-            out.gaps.append(_gap(row["device_id"], row["t0"], row["t1"], "energy", _dec(row["kwh"])))
     excluded = sorted(counter_devices)
     for row in await conn.fetch(_POWER_SQL, start, end, EDGE, excluded, devices, slot, power_gap):
         if row["imp"]:

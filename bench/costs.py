@@ -1,0 +1,129 @@
+"""Cost engine throughput against a plain ``SELECT sum()`` over the same rows, in the same run.
+
+Generates DEVICES one-minute ``energy`` counters over DAYS (server-side generate_series) in a scratch
+database on the machine's server, then times, each against its ceiling:
+
+1. ``service.bill`` for the whole range (site = sum of devices; TOU + tiers + 15-minute demand + fixed),
+2. ``CostJob.run_once`` (first run: hourly energy, demand peaks, allocation rows, cost rollups),
+3. ``service.summary`` (month-to-date + projection) for the last month of the range.
+
+Ceilings: ``SELECT sum(value)`` over the range's rows (1, 2) and over the month's rows (3).
+
+    .venv/bin/python bench/costs.py [--devices 50] [--days 365]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from aetherlens.config import Settings
+from aetherlens.costs import service
+from aetherlens.costs.job import CostJob
+from aetherlens.db.capabilities import probe
+from aetherlens.db.migrations import apply_migrations
+
+ADMIN_DSN = os.environ.get("AETHERLENS_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+START = datetime(2025, 1, 1, tzinfo=UTC)
+TARIFF = {
+    "name": "bench TOU",
+    "timezone": "UTC",
+    "effective_from": "2024-01-01",
+    "periods": {
+        "peak": {"tiers": [{"up_to": 500, "price": "0.30"}, {"price": "0.40"}]},
+        "off": {"tiers": [{"up_to": 500, "price": "0.10"}, {"price": "0.15"}]},
+    },
+    "schedule": [
+        {"period": "peak", "hours": "16-21", "days": ["weekday"]},
+        {"period": "off", "hours": "21-16", "days": ["weekday"]},
+        {"period": "off", "days": ["weekend"]},
+    ],
+    "fixed": {"per_month": "10"},
+    "demand": {"charges": [{"name": "facility", "price": "5"}]},
+}
+LOAD_SQL = """
+INSERT INTO metrics (time, device_id, metric_type, value, unit)
+SELECT $1::timestamptz + make_interval(mins => i), 'dev' || d, 'energy', i * 0.01 * (1 + d % 5), 'kWh'
+FROM generate_series(1, $3) AS d, generate_series(0, $2) AS i
+"""
+SUM_SQL = "SELECT sum(value) FROM metrics WHERE time >= $1 AND time < $2"
+
+
+async def _timed(label: str, coro: object) -> tuple[float, object]:
+    began = time.perf_counter()
+    result = await coro  # type: ignore[misc]
+    return time.perf_counter() - began, result
+
+
+async def main(devices: int, days: int) -> None:
+    name = f"aetherlens_bench_costs_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    dsn = ADMIN_DSN.rpartition("/")[0] + "/" + name
+    conn = await asyncpg.connect(dsn)
+    try:
+        await apply_migrations(conn, await probe(conn))
+        minutes = days * 24 * 60
+        began = time.perf_counter()
+        await conn.execute("DROP INDEX IF EXISTS metrics_series_time_idx")
+        await conn.execute(LOAD_SQL, START, minutes, devices)
+        await conn.execute(
+            "CREATE INDEX metrics_series_time_idx ON metrics (device_id, metric_type, time DESC)"
+        )
+        await conn.execute("ANALYZE metrics")
+        rows = (minutes + 1) * devices
+        print(
+            f"loaded {rows:,} rows ({devices} devices x {days} days of 1-minute counters) "
+            f"in {time.perf_counter() - began:.1f} s"
+        )
+        end = START + timedelta(days=days)
+        tariff_id = await service.create_tariff(conn, TARIFF, active=True)
+
+        ceiling, total = await _timed("sum", conn.fetchval(SUM_SQL, START, end))
+        took, bills = await _timed("bill", service.bill(conn, tariff_id, START, end))
+        assert isinstance(bills, list)
+        print(
+            f"bill, {len(bills)} cycles:            {took:8.2f} s   ceiling SELECT sum(): {ceiling:6.2f} s"
+            f"   ratio {took / ceiling:5.1f}x   (site total {sum(b['total'] for b in bills):,.2f})"
+        )
+        del total
+        job = CostJob()
+        took, result = await _timed("job", job.run_once(conn, now=end))
+        print(
+            f"CostJob.run_once (first run):    {took:8.2f} s   ceiling SELECT sum(): {ceiling:6.2f} s"
+            f"   ratio {took / ceiling:5.1f}x   ({getattr(result, 'rows', 0):,} hourly rows)"
+        )
+        now = end - timedelta(days=10)
+        month_start = datetime(now.year, now.month, 1, tzinfo=UTC)
+        month_ceiling, _ = await _timed("sum", conn.fetchval(SUM_SQL, month_start, now))
+        settings = Settings(site={"timezone": "UTC", "currency": "USD"})
+        took, summary = await _timed("summary", service.summary(conn, settings, now=now))
+        assert isinstance(summary, dict)
+        print(
+            f"summary (month-to-date, projection): {took:4.2f} s   ceiling SELECT sum(): "
+            f"{month_ceiling:5.2f} s"
+            f"   ratio {took / month_ceiling:5.1f}x   (mtd {summary['month_to_date']:,.2f}, "
+            f"projected {summary['projected_month']:,.2f})"
+        )
+    finally:
+        await conn.close()
+        admin = await asyncpg.connect(ADMIN_DSN)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--devices", type=int, default=50)
+    parser.add_argument("--days", type=int, default=365)
+    args = parser.parse_args()
+    asyncio.run(main(args.devices, args.days))
