@@ -83,7 +83,7 @@ class _acquire:
             await self.conn.release(self._held)
 
 
-def site_devices(energy: DeviceEnergy, meter_device: str | None) -> set[str] | None:
+def site_devices(meter_device: str | None) -> set[str] | None:
     """Which devices make up the site: the meter alone when set, else all of them."""
     return {meter_device} if meter_device else None
 
@@ -101,10 +101,11 @@ async def price(
     """Bills of the site (or of one device, standalone) for ``[start, end)``, plus the energy read."""
     minutes = slot_minutes_for(v.tariff for v in versions)
     async with _acquire(conn) as c:
-        if energy is None or energy.slot_minutes % minutes:
+        # Finer slots serve a coarser need; coarser ones would blur netting or demand: read again.
+        if energy is None or minutes % energy.slot_minutes:
             energy = await load_energy(c, start, end, minutes, devices=[device_id] if device_id else None)
         carbon = await _carbon_series(c, versions, start, end)
-    chosen = {device_id} if device_id else site_devices(energy, meter_device)
+    chosen = {device_id} if device_id else site_devices(meter_device)
     slots = energy.slots(chosen)
     gaps = [g for g in energy.gaps if chosen is None or g["device_id"] in chosen]
     bills = compute_bills(versions, slots, energy.slot_minutes, start, end, carbon_series=carbon, gaps=gaps)
