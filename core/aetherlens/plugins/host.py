@@ -1,0 +1,204 @@
+"""The plugin process: ``python -m aetherlens.plugins.host --plugin-id ID --entry module:Class``.
+
+It keeps the real stdout for frames only (everything else that writes to fd 1 lands on stderr), limits
+its own address space (RLIMIT_AS, soft and hard, so the plugin cannot raise it back) before importing
+any plugin code, then serves the supervisor's requests until told to shut down or until stdin closes
+(the supervisor is gone). A MemoryError anywhere ends the process with ``EXIT_MEMORY`` so the
+supervisor can name the cause.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import resource
+import sys
+import time
+import traceback
+from typing import Any, NoReturn
+
+from aetherlens.plugins.protocol import (
+    EXIT_CONFIG,
+    EXIT_LOAD,
+    EXIT_MEMORY,
+    FdWriter,
+    ProtocolError,
+    read_frame,
+)
+from aetherlens.plugins.sdk import BasePlugin, to_wire
+
+log = logging.getLogger("aetherlens.plugin.host")
+
+_protocol_fd: int | None = None
+
+
+def protocol_fd() -> int:
+    """The descriptor frames travel on (for tests that must corrupt the stream on purpose)."""
+    assert _protocol_fd is not None
+    return _protocol_fd
+
+
+def _reserve_stdout() -> int:
+    # Frames get a private copy of fd 1; fd 1 itself then points at stderr, so a stray print() or a C
+    # library writing to stdout cannot corrupt the protocol.
+    fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return fd
+
+
+def _limit_memory(megabytes: int) -> None:
+    if megabytes > 0:
+        limit = megabytes * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _load_class(entry: str, paths: list[str]) -> type[BasePlugin]:
+    for path in reversed(paths):
+        sys.path.insert(0, path)
+    module_name, _, class_name = entry.partition(":")
+    module = importlib.import_module(module_name)
+    cls = getattr(module, class_name)
+    if not (isinstance(cls, type) and issubclass(cls, BasePlugin)):
+        raise TypeError(f"{entry} is not a subclass of aetherlens.plugins.sdk.BasePlugin")
+    return cls
+
+
+def _die_of_memory() -> NoReturn:
+    try:
+        os.write(2, b"plugin host: MemoryError (memory limit reached)\n")
+    finally:
+        os._exit(EXIT_MEMORY)
+
+
+class Host:
+    def __init__(self, plugin_id: str, writer: FdWriter, heartbeat: float) -> None:
+        self.plugin_id = plugin_id
+        self.writer = writer
+        self.heartbeat = heartbeat
+        self.plugin: BasePlugin | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.writer.send(message)
+
+    async def beat(self) -> None:
+        # Runs on the event loop on purpose: a plugin that blocks the loop stops the heartbeat too.
+        while True:
+            self.send({"type": "heartbeat", "time": time.time()})
+            await asyncio.sleep(self.heartbeat)
+
+    async def configure(self, cls: type[BasePlugin], message: dict[str, Any]) -> None:
+        config = dict(message.get("config") or {})
+        plugin = cls(self.plugin_id, config)
+        problems = plugin.validate_config(config)
+        if problems:
+            self.send({"type": "config_error", "problems": list(problems)})
+            sys.stderr.flush()
+            os._exit(EXIT_CONFIG)
+        await plugin.setup()
+        self.plugin = plugin
+        self.send({"type": "ready", "pid": os.getpid(), "capabilities": plugin.get_capabilities()})
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        request_id = message.get("id")
+        try:
+            data = await self.dispatch(message)
+        except MemoryError:
+            _die_of_memory()
+        except Exception as exc:
+            log.warning("%s failed: %s", message.get("type"), exc, exc_info=True)
+            self.send(
+                {"type": "result", "id": request_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            )
+            return
+        self.send({"type": "result", "id": request_id, "ok": True, "data": data})
+
+    async def dispatch(self, message: dict[str, Any]) -> Any:
+        plugin = self.plugin
+        assert plugin is not None
+        kind = message["type"]
+        if kind == "collect":
+            items = await plugin.collect_metrics()
+            plugin._collections += 1
+            return [to_wire(item) for item in items]
+        if kind == "export":
+            await plugin.export_metrics(list(message.get("metrics") or []))
+            return None
+        if kind == "discover":
+            return await plugin.discover_devices()
+        if kind == "control":
+            return await plugin.control_device(str(message["device_id"]), str(message["action"]))
+        if kind == "health":
+            return await plugin.get_health()
+        raise ValueError(f"unknown request type '{kind}'")
+
+    async def run(self, cls: type[BasePlugin]) -> int:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2**20)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+        first = await read_frame(reader)
+        if first is None or first.get("type") != "configure":
+            raise ProtocolError("the first frame must be 'configure'")
+        beat = asyncio.create_task(self.beat())
+        await self.configure(cls, first)
+        while True:
+            message = await read_frame(reader)
+            if message is None:  # the supervisor went away: nothing left to serve
+                break
+            if message["type"] == "shutdown":
+                break
+            task = asyncio.create_task(self.handle(message))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        beat.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+        if self.plugin is not None:
+            try:
+                await asyncio.wait_for(self.plugin.teardown(), timeout=5)
+            except Exception:
+                log.warning("teardown failed", exc_info=True)
+        self.send({"type": "bye"})
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aetherlens-plugin-host")
+    parser.add_argument("--plugin-id", required=True)
+    parser.add_argument("--entry", required=True)
+    parser.add_argument("--path", action="append", default=[])
+    parser.add_argument("--memory-limit-mb", type=int, default=0)
+    parser.add_argument("--heartbeat", type=float, default=1.0)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+
+    global _protocol_fd
+    _protocol_fd = _reserve_stdout()
+    logging.basicConfig(
+        stream=sys.stderr, level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    writer = FdWriter(_protocol_fd)
+    _limit_memory(args.memory_limit_mb)
+    try:
+        cls = _load_class(args.entry, args.path)
+    except MemoryError:
+        _die_of_memory()
+    except Exception:
+        traceback.print_exc()
+        writer.send({"type": "load_error", "error": traceback.format_exc(limit=3)})
+        return EXIT_LOAD
+    try:
+        return asyncio.run(Host(args.plugin_id, writer, args.heartbeat).run(cls))
+    except MemoryError:
+        _die_of_memory()
+    return 1
+
+
+if __name__ == "__main__":
+    # Run as -m, this module is __main__; make `import aetherlens.plugins.host` find this same instance.
+    sys.modules.setdefault("aetherlens.plugins.host", sys.modules[__name__])
+    sys.exit(main())

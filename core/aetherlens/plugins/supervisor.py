@@ -1,0 +1,266 @@
+"""The plugin supervisor: decides which plugins run, owns their runners, and answers for them.
+
+It validates each enabled plugin's config against its manifest before start, runs one process per
+plugin (``PluginRunner``), forwards written metrics to export plugins, reports status (never config or
+secrets), and — when given a database pool — persists that status to the ``plugins`` table and listens
+on ``aetherlens_plugins`` for restart requests from ``aetherlens plugins restart``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any, Final
+
+import orjson
+
+from aetherlens.config import Settings
+from aetherlens.errors import NotFoundError, PluginError
+from aetherlens.models import Metric
+from aetherlens.plugins.discovery import DiscoveredPlugin, discover
+from aetherlens.plugins.manifest import MetricDeclaration, validate_config
+from aetherlens.plugins.runner import PluginRunner, PluginUnavailable, SupervisorOptions
+from aetherlens.plugins.sdk import to_wire
+from aetherlens.plugins.sink import MetricSink
+
+log = logging.getLogger("aetherlens.plugins")
+
+NOTIFY_CHANNEL: Final = "aetherlens_plugins"
+
+_UPSERT_STATUS: Final = """
+INSERT INTO plugins (id, enabled, status, updated_at) VALUES ($1, $2, $3, now())
+ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, updated_at = now()
+"""
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        sink: MetricSink,
+        *,
+        plugins: dict[str, DiscoveredPlugin] | None = None,
+        pool: Any = None,
+        options: SupervisorOptions | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.pool = pool
+        self.options = options or SupervisorOptions()
+        self._given = plugins
+        self.discovered: dict[str, DiscoveredPlugin] = {}
+        self.runners: dict[str, PluginRunner] = {}
+        self.problems: dict[str, str] = {}  # enabled plugins that may not run, and why
+        self._listener: Any = None
+        self._persist_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.discovered = self._given if self._given is not None else discover(self.settings)
+        for plugin_id, plugin in sorted(self.discovered.items()):
+            if self._enabled(plugin):
+                try:
+                    self._load(plugin)
+                except PluginError as exc:
+                    self.problems[plugin_id] = exc.message
+                    log.error(
+                        "plugin %s not started: %s", plugin_id, exc.message, extra={"plugin": plugin_id}
+                    )
+        for runner in self.runners.values():
+            runner.start()
+        if self.pool is not None:
+            await self._listen()
+            self._persist_task = asyncio.create_task(self._persist_loop())
+
+    async def stop(self) -> None:
+        if self._persist_task is not None:
+            self._persist_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._persist_task
+        await asyncio.gather(*(runner.stop() for runner in self.runners.values()))
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)
+            await self.pool.release(self._listener)
+            self._listener = None
+        if self.pool is not None:
+            with contextlib.suppress(Exception):
+                await self.persist_status()
+
+    def _enabled(self, plugin: DiscoveredPlugin) -> bool:
+        configured = self.settings.plugins.get(plugin.id)
+        if configured is not None and configured.enabled is not None:
+            return configured.enabled
+        return plugin.manifest is not None and plugin.manifest.default_enabled
+
+    def _load(
+        self,
+        plugin: DiscoveredPlugin,
+        config: dict[str, Any] | None = None,
+        poll_interval: float | None = None,
+    ) -> PluginRunner:
+        """Check everything that can be checked before a process exists, then build its runner."""
+        if not plugin.runnable or plugin.manifest is None:
+            raise PluginError(
+                plugin.problem or f"plugin '{plugin.id}' cannot run", details={"plugin": plugin.id}
+            )
+        configured = self.settings.plugins.get(plugin.id)
+        raw = config if config is not None else (dict(configured.config) if configured else {})
+        validated = validate_config(plugin.manifest, raw)
+        interval = (
+            poll_interval
+            or (configured.poll_interval if configured else None)
+            or (plugin.manifest.poll_interval)
+        )
+        options = self.settings.plugin_options
+        runner = PluginRunner(
+            plugin,
+            validated,
+            interval,
+            self.sink,
+            self.options,
+            memory_limit_mb=self.options.memory_limit_mb or options.memory_limit_mb,
+            cpu_limit_percent=self.options.cpu_limit_percent or options.cpu_limit_percent,
+        )
+        self.runners[plugin.id] = runner
+        self.problems.pop(plugin.id, None)
+        return runner
+
+    def _runner(self, plugin_id: str) -> PluginRunner:
+        runner = self.runners.get(plugin_id)
+        if runner is None:
+            if plugin_id in self.discovered:
+                raise PluginUnavailable(
+                    f"plugin '{plugin_id}' is not running: {self.problems.get(plugin_id, 'disabled')}"
+                )
+            raise NotFoundError(f"no plugin '{plugin_id}'")
+        return runner
+
+    async def restart(self, plugin_id: str) -> None:
+        await self._runner(plugin_id).restart()
+
+    async def reconfigure(
+        self, plugin_id: str, config: dict[str, Any], *, poll_interval: float | None = None
+    ) -> None:
+        """Hot reload of one plugin: validate first (a bad config leaves the running one alone)."""
+        plugin = self.discovered.get(plugin_id)
+        if plugin is None:
+            raise NotFoundError(f"no plugin '{plugin_id}'")
+        if plugin.manifest is None or not plugin.runnable:
+            raise PluginError(plugin.problem or f"plugin '{plugin_id}' cannot run")
+        validate_config(plugin.manifest, config)
+        old = self.runners.pop(plugin_id, None)
+        if old is not None:
+            await old.stop()
+        try:
+            runner = self._load(plugin, config, poll_interval or (old.poll_interval if old else None))
+        except PluginError:
+            if old is not None:  # cannot happen after the validation above, but never lose the plugin
+                self.runners[plugin_id] = old
+                old.start()
+            raise
+        if old is not None:
+            runner.restarts = old.restarts + 1
+        runner.start()
+
+    async def unload(self, plugin_id: str) -> None:
+        runner = self.runners.pop(plugin_id, None)
+        if runner is not None:
+            await runner.stop()
+
+    # -- data in both directions -----------------------------------------------------------------------
+    async def export(self, batch: Sequence[Metric | dict[str, Any]]) -> None:
+        """Hand written metrics to every running export plugin (the writer's listener calls this)."""
+        exporters = [r for r in self.runners.values() if r.manifest.has("metrics.export")]
+        if not exporters or not batch:
+            return
+        wire = [to_wire(item) for item in batch]
+        for runner in exporters:
+            runner.enqueue_export(wire)
+
+    async def discover_devices(self, plugin_id: str) -> list[dict[str, Any]]:
+        result = await self._runner(plugin_id).request("discover")
+        return list(result or [])
+
+    async def control_device(self, plugin_id: str, device_id: str, action: str) -> dict[str, Any]:
+        runner = self._runner(plugin_id)
+        if not runner.manifest.has("device.control"):
+            raise PluginError(f"plugin '{plugin_id}' cannot control devices")
+        result = await runner.request("control", device_id=device_id, action=action)
+        return dict(result or {})
+
+    def extra_metric_types(self) -> dict[str, MetricDeclaration]:
+        """Metric types declared by enabled plugins beyond the core vocabulary (the manifest rules them)."""
+        extra: dict[str, MetricDeclaration] = {}
+        for runner in self.runners.values():
+            extra.update(runner.manifest.extra_metric_types())
+        return extra
+
+    # -- status ----------------------------------------------------------------------------------------
+    def status(self) -> list[dict[str, Any]]:
+        """One dict per discovered plugin, for the API and health; never config or secrets."""
+        return [self.status_of(plugin_id) for plugin_id in sorted(self.discovered)]
+
+    def status_of(self, plugin_id: str) -> dict[str, Any]:
+        runner = self.runners.get(plugin_id)
+        if runner is not None:
+            return runner.status()
+        plugin = self.discovered.get(plugin_id)
+        if plugin is None:
+            raise NotFoundError(f"no plugin '{plugin_id}'")
+        enabled = self._enabled(plugin)
+        problem = self.problems.get(plugin_id) or (plugin.problem if enabled else None)
+        return {
+            "id": plugin_id,
+            "name": plugin.manifest.name if plugin.manifest else plugin_id,
+            "version": plugin.manifest.version if plugin.manifest else None,
+            "source": plugin.source,
+            "verification": plugin.verification.status,
+            "capabilities": list(plugin.manifest.capabilities) if plugin.manifest else [],
+            "enabled": enabled,
+            "state": "refused" if problem else "disabled",
+            "last_error": problem,
+        }
+
+    async def persist_status(self) -> None:
+        async with self.pool.acquire() as conn:
+            for item in self.status():
+                await conn.execute(_UPSERT_STATUS, item["id"], item["enabled"], orjson.dumps(item).decode())
+
+    async def _persist_loop(self) -> None:
+        while True:
+            try:
+                await self.persist_status()
+            except Exception as exc:  # the database may be down: status is best effort, plugins go on
+                log.warning("could not persist plugin status: %s", exc)
+            await asyncio.sleep(max(1.0, self.options.heartbeat_interval))
+
+    async def _listen(self) -> None:
+        self._listener = await self.pool.acquire()
+        await self._listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            request = orjson.loads(payload)
+            action, plugin_id = request["action"], str(request["id"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("ignoring malformed %s notification: %r", NOTIFY_CHANNEL, payload[:200])
+            return
+        if action != "restart":
+            log.warning("ignoring unknown plugin action %r", action)
+            return
+        task = asyncio.create_task(self._restart_by_request(plugin_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _restart_by_request(self, plugin_id: str) -> None:
+        try:
+            await self.restart(plugin_id)
+            log.info("plugin %s restarted on request", plugin_id, extra={"plugin": plugin_id})
+        except PluginError as exc:
+            log.warning("restart of %s refused: %s", plugin_id, exc.message)
+        except NotFoundError as exc:
+            log.warning("restart request: %s", exc.message)

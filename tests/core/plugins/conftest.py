@@ -1,0 +1,78 @@
+"""Fixtures for the plugin tests: the misbehaving and healthy test plugins, settings and a supervisor."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aetherlens.config import Settings, load_settings
+from aetherlens.plugins.discovery import discover
+from aetherlens.plugins.runner import SupervisorOptions
+from aetherlens.plugins.supervisor import Supervisor
+from aetherlens.plugins.testkit import MemorySink
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def make_settings(enabled: dict[str, dict[str, Any]], **options: Any) -> Settings:
+    """Settings that see the fixture plugins (unsigned, allowed by name) and enable the given ones."""
+    plugin_options = {
+        "directories": [str(FIXTURES)],
+        "allow_unsigned": sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()),
+        "memory_limit_mb": 256,
+        **options,
+    }
+    plugins = {pid: {"enabled": True, **spec} for pid, spec in enabled.items()}
+    return load_settings(env={}, plugin_options=plugin_options, plugins=plugins)
+
+
+FAST = SupervisorOptions(
+    heartbeat_interval=0.2,
+    heartbeat_timeout=5.0,
+    start_timeout=20.0,
+    stop_timeout=2.0,
+    restart_initial=0.3,
+    restart_max=2.0,
+    stable_after=30.0,
+    cpu_window=1.0,
+    monitor_interval=0.2,
+    jitter=0.1,
+)
+
+
+async def wait_for(condition: Callable[[], bool], within: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def sink() -> MemorySink:
+    return MemorySink(extra_types=["ticks"])
+
+
+SupervisorFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def supervisor_factory(sink: MemorySink) -> AsyncIterator[SupervisorFactory]:
+    started: list[Supervisor] = []
+
+    async def make(settings: Settings, options: SupervisorOptions = FAST, **kwargs: Any) -> Supervisor:
+        sup = Supervisor(
+            settings, sink, plugins=discover(settings, include_packages=False), options=options, **kwargs
+        )
+        await sup.start()
+        started.append(sup)
+        return sup
+
+    yield make
+    for sup in started:
+        await sup.stop()
