@@ -1,0 +1,1 @@
+"""Authentication and authorisation: users, passwords, JWTs, refresh sessions, API keys, roles/scopes."""

@@ -1,0 +1,189 @@
+"""Credentials in memory, kept current from the database.
+
+Every request is authenticated from this snapshot (users and their roles, live login sessions, i.e.
+refresh-token families, API
+key digests), never with a query, so ingest keeps being accepted while the database is down. The
+snapshot is loaded at start, reloaded when PostgreSQL notifies a change (triggers in migration 040 call
+``pg_notify('aetherlens_auth', ...)``: the CLI or a second process changing a key is seen at once) and
+every ``refresh_interval`` seconds as a safety net. Changes made by this process update it directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import asyncpg
+
+from aetherlens.api.auth import queries as q
+from aetherlens.api.auth.keys import API_KEY_PATTERN, digest, digests_equal
+from aetherlens.api.auth.principal import ROLE_SCOPES, Principal
+from aetherlens.api.auth.tokens import decode_access_token
+from aetherlens.api.errors import InvalidTokenError
+
+log = logging.getLogger("aetherlens.api.auth")
+CHANNEL: Final = "aetherlens_auth"
+
+
+@dataclass(frozen=True, slots=True)
+class UserEntry:
+    id: str
+    name: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    id: str
+    name: str
+    prefix: str
+    digest: str
+    scopes: frozenset[str]
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEntry:
+    id: str
+    user_id: str
+    expires_at: float
+
+
+class CredentialStore:
+    def __init__(self, pool: asyncpg.Pool, secret: bytes, *, refresh_interval: float = 30.0) -> None:
+        self.pool = pool
+        self.secret = secret
+        self.refresh_interval = refresh_interval
+        self.users: dict[str, UserEntry] = {}  # by id
+        self.keys: dict[str, KeyEntry] = {}  # by prefix
+        self.sessions: dict[str, SessionEntry] = {}  # active only, by id
+        self.loaded_at: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    # -- authentication (memory only) ----------------------------------------------------------------
+    def authenticate(self, token: str) -> Principal:
+        if token.startswith("al_"):
+            return self._authenticate_key(token)
+        claims = decode_access_token(self.secret, token)
+        session = self.sessions.get(claims.session_id)
+        if session is None or session.user_id != claims.user_id:
+            raise InvalidTokenError("access token was revoked (logged out or password changed)")
+        user = self.users.get(claims.user_id)
+        if user is None:
+            raise InvalidTokenError("access token belongs to a user that no longer exists")
+        return Principal(
+            kind="user", id=user.id, name=user.name, scopes=ROLE_SCOPES[user.role], session_id=session.id
+        )
+
+    def _authenticate_key(self, token: str) -> Principal:
+        match = API_KEY_PATTERN.match(token)
+        entry = self.keys.get(match.group(1)) if match else None
+        if entry is None or not digests_equal(entry.digest, digest(self.secret, token)):
+            raise InvalidTokenError("API key is invalid or revoked")
+        if entry.expires_at is not None and entry.expires_at <= time.time():
+            raise InvalidTokenError("API key has expired")
+        return Principal(kind="api_key", id=entry.id, name=entry.name, scopes=entry.scopes)
+
+    def user_by_name(self, name: str) -> UserEntry | None:
+        return next((u for u in self.users.values() if u.name == name), None)
+
+    # -- updates made by this process ----------------------------------------------------------------
+    def put_user(self, user: UserEntry) -> None:
+        self.users[user.id] = user
+
+    def drop_user(self, user_id: str) -> None:
+        self.users.pop(user_id, None)
+        for sid in [s.id for s in self.sessions.values() if s.user_id == user_id]:
+            del self.sessions[sid]
+
+    def put_session(self, session: SessionEntry) -> None:
+        self.sessions[session.id] = session
+
+    def drop_sessions(self, session_ids: list[str]) -> None:
+        for sid in session_ids:
+            self.sessions.pop(sid, None)
+
+    def put_key(self, key: KeyEntry) -> None:
+        self.keys[key.prefix] = key
+
+    def drop_key(self, key_id: str) -> None:
+        for prefix in [k.prefix for k in self.keys.values() if k.id == key_id]:
+            del self.keys[prefix]
+
+    # -- loading ---------------------------------------------------------------------------------------
+    async def load(self) -> None:
+        async with self.pool.acquire() as conn:
+            users, keys, sessions = await q.load_all(conn)
+        self.users = {u["id"]: UserEntry(u["id"], u["name"], u["role"]) for u in users}
+        self.keys = {
+            k["prefix"]: KeyEntry(
+                k["id"],
+                k["name"],
+                k["prefix"],
+                k["digest"],
+                frozenset(k["scopes"]),
+                _epoch(k["expires_at"]) if k["expires_at"] is not None else None,
+            )
+            for k in keys
+        }
+        self.sessions = {
+            s["id"]: SessionEntry(s["id"], s["user_id"], _epoch(s["expires_at"])) for s in sessions
+        }
+        self.loaded_at = time.time()
+
+    async def start(self) -> None:
+        """Initial load (must succeed), then a background task that follows changes."""
+        await self.load()
+        self._task = asyncio.create_task(self._follow(), name="credential-store")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _follow(self) -> None:
+        """LISTEN for changes on a dedicated connection; reload on notify and periodically. Survives
+        outages: while the database is gone the last snapshot keeps serving."""
+        while True:
+            conn: Any = None
+            try:
+                conn = await self.pool.acquire(timeout=10)
+                await conn.add_listener(CHANNEL, self._on_notify)
+                await self.load()  # changes made while we were not listening
+                while not conn.is_closed():
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=self.refresh_interval)
+                    self._prune_expired()
+                    await self.load()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("credential refresh failed (%s); serving the last snapshot", type(exc).__name__)
+                await asyncio.sleep(min(self.refresh_interval, 5.0))
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.remove_listener(CHANNEL, self._on_notify)
+                    with contextlib.suppress(Exception):
+                        await self.pool.release(conn)
+
+    def _on_notify(self, *_args: object) -> None:
+        self._wake.set()
+
+    def _prune_expired(self) -> None:
+        now = time.time()
+        for sid in [s.id for s in self.sessions.values() if s.expires_at <= now]:
+            del self.sessions[sid]
+
+
+def _epoch(value: datetime) -> float:
+    return value.timestamp()

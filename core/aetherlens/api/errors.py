@@ -1,0 +1,139 @@
+"""The one error envelope: every 4xx/5xx answer is ``{"error": {"code", "message", "details"}}``.
+
+Internals raise ``aetherlens.errors`` exceptions (status and code come from the class); aiohttp's own
+HTTP exceptions (unknown route, wrong method, oversize body) are translated here too, so no client ever
+sees aiohttp's plain-text pages. Unexpected exceptions become a 500 that names only the request id.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import orjson
+from aiohttp import web
+
+from aetherlens.api.context import CTX_KEY
+from aetherlens.errors import AetherLensError, AuthenticationError, BackpressureError
+from aetherlens.obs import request_id_var
+
+log = logging.getLogger("aetherlens.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class InvalidTokenError(AuthenticationError):
+    """The bearer token, API key or refresh token is malformed, expired or revoked."""
+
+    code = "invalid_token"
+
+
+class RateLimitedError(AetherLensError):
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, details={"retry_after": math.ceil(retry_after)})
+        self.retry_after = retry_after
+
+
+class PayloadTooLargeError(AetherLensError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+# aiohttp's exceptions by status -> our codes (the envelope's code is snake_case by contract).
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    408: "request_timeout",
+    411: "length_required",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return web.Response(
+        status=status, body=orjson.dumps({"error": error}), content_type="application/json", headers=headers
+    )
+
+
+def from_exception(exc: AetherLensError) -> web.Response:
+    headers: dict[str, str] = {}
+    if isinstance(exc, AuthenticationError):
+        headers["WWW-Authenticate"] = (
+            'Bearer error="invalid_token"' if isinstance(exc, InvalidTokenError) else "Bearer"
+        )
+    if isinstance(exc, BackpressureError | RateLimitedError):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return error_response(exc.http_status, exc.code, exc.message, exc.details or None, headers)
+
+
+def from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Response:
+    status = exc.status
+    code = _HTTP_CODES.get(status, "http_error")
+    details: dict[str, Any] = {}
+    if status == 404:
+        message = f"no route {request.path}"
+    elif status == 405:
+        allowed = sorted(getattr(exc, "allowed_methods", set()) or ())
+        message = f"method {request.method} is not allowed on {request.path}"
+        details["allowed"] = allowed
+    elif status == 413:
+        max_size = request.app[CTX_KEY].settings.api.max_body_bytes
+        message = f"request body is larger than api.max_body_bytes ({max_size} bytes)"
+        details["max_body_bytes"] = max_size
+    else:
+        message = exc.reason or code.replace("_", " ")
+    headers = {
+        k: v for k, v in exc.headers.items() if k.lower() in {"allow", "retry-after", "www-authenticate"}
+    }
+    return error_response(status, code, message, details or None, headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except AetherLensError as exc:
+        if exc.http_status >= 500:
+            log.warning("request failed: %s (%s)", exc.message, exc.code)
+        return from_exception(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return from_http_exception(exc, request)
+    except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
+        # The database went away mid-request: a temporary condition, not a bug.
+        log.warning("database unavailable in %s %s: %s", request.method, request.path, type(exc).__name__)
+        return error_response(
+            503,
+            "database_unavailable",
+            "the database is not reachable right now; retry later",
+            headers={"Retry-After": "5"},
+        )
+    except Exception:
+        # Internals stay in the log; the client gets the request id to quote.
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        request_id = request_id_var.get() or "-"
+        return error_response(
+            500, "internal_error", f"internal error (request id {request_id})", {"request_id": request_id}
+        )

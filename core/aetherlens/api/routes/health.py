@@ -1,0 +1,205 @@
+"""Health: GET /health (every check), /health/live (the process answers), /health/ready (can serve).
+
+Each check is ``ok``, ``degraded`` (working, but look: data is being spooled, a plugin is down, the disk
+is filling) or ``failing``. The overall status is the worst; ``failing`` answers 503 so orchestrators
+and the add-on watchdog act on it, ``degraded`` still answers 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import shutil
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from aetherlens.api.context import ApiContext
+from aetherlens.api.routing import Call, route
+
+Status = Literal["ok", "degraded", "failing"]
+_ORDER = {"ok": 0, "degraded": 1, "failing": 2}
+_STARTED = time.time()
+DISK_DEGRADED_BYTES = 1 << 30  # 1 GiB
+DISK_FAILING_BYTES = 100 << 20  # 100 MiB
+
+
+class Check(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    status: Status
+    message: str | None = None
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status
+    version: str
+    uptime_seconds: float
+    checks: dict[str, Check]
+
+
+class Live(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["ok"]
+
+
+def _worst(statuses: list[str]) -> Status:
+    worst: Status = "ok"
+    for status in statuses:
+        if _ORDER[status] > _ORDER[worst]:
+            worst = status  # type: ignore[assignment]
+    return worst
+
+
+async def check_database(ctx: ApiContext) -> dict[str, Any]:
+    try:
+        async with asyncio.timeout(3):
+            async with ctx.pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+    except Exception as exc:
+        # With a writer the core keeps accepting ingest into the spool: degraded, not down.
+        status = "degraded" if ctx.writer is not None else "failing"
+        return {"status": status, "message": f"database not reachable ({type(exc).__name__})"}
+    return {"status": "ok"}
+
+
+async def check_timescaledb_jobs(ctx: ApiContext) -> dict[str, Any] | None:
+    if not ctx.capabilities.as_dict().get("timescaledb"):
+        return None
+    try:
+        module = importlib.import_module("aetherlens.db.jobs_health")
+    except ImportError:
+        return None
+    probe = getattr(module, "timescaledb_job_health", None)
+    if probe is None:
+        return None
+    try:
+        async with asyncio.timeout(3):
+            async with ctx.pool.acquire() as conn:
+                result = probe(conn)
+                if inspect.isawaitable(result):
+                    result = await result
+    except Exception as exc:
+        return {"status": "degraded", "message": f"cannot read job status ({type(exc).__name__})"}
+    if isinstance(result, Mapping):
+        out = dict(result)
+        out.setdefault("status", "ok")
+        if out["status"] not in _ORDER:
+            out["status"] = "degraded"
+        return out
+    failed = list(result or [])
+    return {"status": "degraded" if failed else "ok", "failed_jobs": failed}
+
+
+def check_plugins(ctx: ApiContext) -> dict[str, Any] | None:
+    if ctx.supervisor is None:
+        return None
+    plugins = [dict(p) for p in ctx.supervisor.status()]
+    unhealthy = [
+        str(p.get("id"))
+        for p in plugins
+        if p.get("enabled", True)
+        and (p.get("healthy") is False or p.get("state") in {"failed", "crashed", "stopped"})
+    ]
+    return {
+        "status": "degraded" if unhealthy else "ok",
+        "total": len(plugins),
+        "unhealthy": unhealthy,
+    }
+
+
+def check_spool(ctx: ApiContext) -> dict[str, Any] | None:
+    if ctx.writer is None:
+        return None
+    state = dict(ctx.writer.status())
+    spool = int(state.get("spool_bytes") or 0)
+    spool_max = int(state.get("spool_max_bytes") or ctx.settings.writer.spool_max_bytes)
+    depth = int(state.get("queue_depth") or 0)
+    queue_max = int(state.get("queue_max") or ctx.settings.writer.queue_max)
+    status: Status = "ok"
+    message = None
+    if spool >= spool_max * 0.9 or depth >= queue_max:
+        status, message = "failing", "write queue or spool is full; ingest is refused"
+    elif spool > 0:
+        status, message = "degraded", "metrics are being spooled to disk (database write failing)"
+    return {"status": status, "message": message, "spool_bytes": spool, "queue_depth": depth}
+
+
+def check_disk(ctx: ApiContext) -> dict[str, Any]:
+    path = ctx.settings.data_dir
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    usage = shutil.disk_usage(path)
+    status: Status = "ok"
+    if usage.free < DISK_FAILING_BYTES:
+        status = "failing"
+    elif usage.free < DISK_DEGRADED_BYTES or usage.free < usage.total * 0.05:
+        status = "degraded"
+    return {"status": status, "free_bytes": usage.free, "total_bytes": usage.total, "path": str(path)}
+
+
+async def _report(ctx: ApiContext, *, full: bool) -> web.Response:
+    checks: dict[str, dict[str, Any]] = {"database": await check_database(ctx)}
+    spool = check_spool(ctx)
+    if spool is not None:
+        checks["spool"] = spool
+    if full:
+        for name, result in (
+            ("timescaledb_jobs", await check_timescaledb_jobs(ctx)),
+            ("plugins", check_plugins(ctx)),
+            ("disk", check_disk(ctx)),
+        ):
+            if result is not None:
+                checks[name] = result
+    status = _worst([c["status"] for c in checks.values()])
+    body = Health(
+        status=status,
+        version=ctx.version,
+        uptime_seconds=round(time.time() - _STARTED, 3),
+        checks={k: Check(**v) for k, v in checks.items()},
+    )
+    return web.Response(
+        status=503 if status == "failing" else 200,
+        body=body.model_dump_json(exclude_none=True),
+        content_type="application/json",
+    )
+
+
+@route(
+    "GET",
+    "/health",
+    scope=None,
+    response=Health,
+    summary="Every health check",
+    tags=["health"],
+    errors=(503,),
+)
+async def health(call: Call[None, None]) -> web.StreamResponse:
+    return await _report(call.ctx, full=True)
+
+
+@route(
+    "GET", "/health/live", scope=None, response=Live, summary="Liveness: the process answers", tags=["health"]
+)
+async def health_live(call: Call[None, None]) -> Live:
+    return Live(status="ok")
+
+
+@route(
+    "GET",
+    "/health/ready",
+    scope=None,
+    response=Health,
+    summary="Readiness: database and write path",
+    tags=["health"],
+    errors=(503,),
+)
+async def health_ready(call: Call[None, None]) -> web.StreamResponse:
+    return await _report(call.ctx, full=False)

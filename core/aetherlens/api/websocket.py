@@ -1,0 +1,185 @@
+"""The WebSocket stream ``/api/v1/stream`` and its broadcast hub.
+
+Producers (the collector after ingest, the cost job, the alert engine) call ``hub.publish(topic, data)``,
+which never waits: each client has a bounded queue, and a client whose queue is full is disconnected
+instead of slowing anyone down (CONTRACT.md: a consumer that falls behind is disconnected).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from aetherlens.api.auth.principal import PRINCIPAL_KEY, Principal
+from aetherlens.errors import AuthenticationError
+
+log = logging.getLogger("aetherlens.api.stream")
+
+TOPICS: Final = {"metrics": "metric", "costs": "cost", "alerts": "alert"}
+CLOSE_UNAUTHORIZED: Final = 4401
+CLOSE_SLOW_CONSUMER: Final = 4408
+CLOSE_BAD_MESSAGE: Final = 4400
+AUTH_TIMEOUT: Final = 10.0
+
+
+@dataclass(eq=False, slots=True)
+class _Client:
+    queue: asyncio.Queue[bytes | None]
+    topics: set[str] = field(default_factory=set)
+    dropped: bool = False
+
+
+class StreamHub:
+    def __init__(self, queue_size: int = 1000) -> None:
+        self.queue_size = queue_size
+        self._clients: set[_Client] = set()
+        self.disconnected_slow = 0
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    def publish(self, topic: str, data: Any) -> int:
+        """Queue ``data`` for every subscriber of ``topic``; return how many got it. Never blocks."""
+        kind = TOPICS.get(topic)
+        if kind is None:
+            raise ValueError(f"unknown stream topic {topic!r}; known: {', '.join(TOPICS)}")
+        payload: bytes | None = None
+        delivered = 0
+        for client in list(self._clients):
+            if topic not in client.topics or client.dropped:
+                continue
+            if payload is None:
+                payload = orjson.dumps({"type": kind, "data": data}, default=str)
+            try:
+                client.queue.put_nowait(payload)
+                delivered += 1
+            except asyncio.QueueFull:
+                self._drop(client)
+        return delivered
+
+    def _drop(self, client: _Client) -> None:
+        client.dropped = True
+        self.disconnected_slow += 1
+        # Wake the sender so it closes the socket; drain one slot for the sentinel.
+        with contextlib.suppress(asyncio.QueueEmpty):
+            client.queue.get_nowait()
+        client.queue.put_nowait(None)
+
+    def _add(self) -> _Client:
+        client = _Client(queue=asyncio.Queue(maxsize=self.queue_size))
+        self._clients.add(client)
+        return client
+
+    def _remove(self, client: _Client) -> None:
+        self._clients.discard(client)
+
+    async def close(self) -> None:
+        for client in list(self._clients):
+            with contextlib.suppress(asyncio.QueueFull):
+                client.queue.put_nowait(None)
+
+
+async def _sender(ws: web.WebSocketResponse, client: _Client) -> None:
+    while True:
+        payload = await client.queue.get()
+        if payload is None:
+            code = CLOSE_SLOW_CONSUMER if client.dropped else 1001
+            message = b"consumer too slow" if client.dropped else b"server shutting down"
+            await ws.close(code=code, message=message)
+            return
+        await ws.send_str(payload.decode())
+
+
+async def stream_handler(request: web.Request) -> web.StreamResponse:
+    from aetherlens.api.app import SECURITY_KEY
+    from aetherlens.api.context import CTX_KEY
+
+    hub = request.app[CTX_KEY].stream
+    security = request.app[SECURITY_KEY]
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
+    await ws.prepare(request)
+
+    principal = await _authenticate(ws, security)
+    if principal is None:
+        return ws
+    request[PRINCIPAL_KEY] = principal
+    await ws.send_json({"type": "auth_ok"})
+
+    client = hub._add()
+    sender = asyncio.create_task(_sender(ws, client))
+    try:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            try:
+                data = orjson.loads(msg.data)
+            except orjson.JSONDecodeError:
+                await ws.send_json({"type": "error", "message": "messages must be JSON"})
+                continue
+            if isinstance(data, dict) and data.get("type") == "subscribe":
+                topics = data.get("topics")
+                if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+                    await ws.send_json({"type": "error", "message": "'topics' must be a list of strings"})
+                    continue
+                unknown = [t for t in topics if t not in TOPICS]
+                if unknown:
+                    await ws.send_json(
+                        {
+                            "type": "error",
+                            "message": f"unknown topic(s): {', '.join(unknown)}; known: {', '.join(TOPICS)}",
+                        }
+                    )
+                    continue
+                client.topics.update(topics)
+                await ws.send_json({"type": "subscribed", "topics": sorted(client.topics)})
+            elif (
+                isinstance(data, dict)
+                and data.get("type") == "unsubscribe"
+                and isinstance(data.get("topics"), list)
+            ):
+                client.topics.difference_update(t for t in data["topics"] if isinstance(t, str))
+                await ws.send_json({"type": "subscribed", "topics": sorted(client.topics)})
+            else:
+                await ws.send_json(
+                    {"type": "error", "message": "expected {'type': 'subscribe', 'topics': [...]}"}
+                )
+    finally:
+        hub._remove(client)
+        if not sender.done():
+            sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
+            await sender
+    return ws
+
+
+async def _authenticate(ws: web.WebSocketResponse, security: Any) -> Principal | None:
+    try:
+        msg = await ws.receive(timeout=AUTH_TIMEOUT)
+    except TimeoutError:
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=b"authenticate first")
+        return None
+    token = None
+    if msg.type == WSMsgType.TEXT:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            data = orjson.loads(msg.data)
+            if isinstance(data, dict) and data.get("type") == "auth" and isinstance(data.get("token"), str):
+                token = data["token"]
+    if token is None:
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=b"first message must be {type: auth, token}")
+        return None
+    try:
+        principal: Principal = security.store.authenticate(token)
+    except AuthenticationError:
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=b"invalid token")
+        return None
+    if not principal.allows("read"):
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=b"the token lacks the 'read' scope")
+        return None
+    return principal
