@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from aetherlens.costs.engine import ZERO, Slot, floor_time
+from aetherlens.costs.engine import ZERO, Slot, TariffVersion, floor_time
 
 WORK_MEM = "64MB"  # a constant, never user input
 EDGE = dt.timedelta(days=2)  # readings this far outside the range bound its first and last interval
@@ -217,3 +217,24 @@ def _spread_demand(
 
 def public_gaps(gaps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in g.items() if k != "start_utc"} for g in gaps]
+
+
+_CARBON_UNITS = {"g/kWh": Decimal("0.001"), "gCO2/kWh": Decimal("0.001"), "kg/kWh": Decimal(1)}
+
+
+async def load_carbon_series(
+    conn: Any, versions: list[TariffVersion], start: dt.datetime, end: dt.datetime
+) -> dict[dt.datetime, Decimal] | None:
+    """Hourly grid intensity (kg/kWh) from the metric series a tariff names (g/kWh converted)."""
+    metric = next((v.tariff.carbon_metric for v in versions if v.tariff.carbon_metric), None)
+    if metric is None:
+        return None
+    rows = await conn.fetch(
+        "SELECT date_trunc('hour', time, 'UTC') AS hour, avg(value) AS value, min(unit) AS unit FROM metrics"
+        " WHERE device_id = $1 AND metric_type = $2 AND time >= $3 AND time < $4 GROUP BY 1",
+        metric.device_id,
+        metric.metric_type,
+        start,
+        end,
+    )
+    return {r["hour"]: _dec(r["value"]) * _CARBON_UNITS.get(r["unit"] or "", Decimal(1)) for r in rows}

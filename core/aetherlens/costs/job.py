@@ -21,7 +21,7 @@ import asyncpg
 
 from aetherlens.costs import store
 from aetherlens.costs.allocation import allocate
-from aetherlens.costs.energy import DeviceEnergy, load_energy
+from aetherlens.costs.energy import DeviceEnergy, load_carbon_series, load_energy
 from aetherlens.costs.engine import ZERO, Slot, TariffVersion, compute_bills, cycle_bounds, floor_time
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,8 @@ class CostJob:
                         target[t] += v
         times = sorted(set(sources_imp) | set(sources_exp))
         slots = [Slot(t, sources_imp.get(t, ZERO), sources_exp.get(t, ZERO)) for t in times]
-        bills = compute_bills(versions, slots, 60, start, end, hourly_peaks=peaks)
+        carbon = await load_carbon_series(conn, versions, start, end)
+        bills = compute_bills(versions, slots, 60, start, end, hourly_peaks=peaks, carbon_series=carbon)
         records: list[tuple[Any, ...]] = []
         for cycle in bills:
             estimated = cycle.cycle_end is None or cycle.cycle_end > end

@@ -13,7 +13,7 @@ import asyncpg
 
 from aetherlens.config import Settings
 from aetherlens.costs import store
-from aetherlens.costs.energy import DeviceEnergy, load_energy
+from aetherlens.costs.energy import DeviceEnergy, load_carbon_series, load_energy
 from aetherlens.costs.engine import (
     ZERO,
     CycleBill,
@@ -104,31 +104,12 @@ async def price(
         # Finer slots serve a coarser need; coarser ones would blur netting or demand: read again.
         if energy is None or minutes % energy.slot_minutes:
             energy = await load_energy(c, start, end, minutes, devices=[device_id] if device_id else None)
-        carbon = await _carbon_series(c, versions, start, end)
+        carbon = await load_carbon_series(c, versions, start, end)
     chosen = {device_id} if device_id else site_devices(meter_device)
     slots = energy.slots(chosen)
     gaps = [g for g in energy.gaps if chosen is None or g["device_id"] in chosen]
     bills = compute_bills(versions, slots, energy.slot_minutes, start, end, carbon_series=carbon, gaps=gaps)
     return bills, energy
-
-
-async def _carbon_series(
-    conn: asyncpg.Connection, versions: list[TariffVersion], start: dt.datetime, end: dt.datetime
-) -> dict[dt.datetime, Decimal] | None:
-    """Hourly carbon intensity (kg/kWh) from the metric series a tariff names; g/kWh is converted."""
-    metric = next((v.tariff.carbon_metric for v in versions if v.tariff.carbon_metric), None)
-    if metric is None:
-        return None
-    rows = await conn.fetch(
-        "SELECT date_trunc('hour', time, 'UTC') AS hour, avg(value) AS value, min(unit) AS unit FROM metrics"
-        " WHERE device_id = $1 AND metric_type = $2 AND time >= $3 AND time < $4 GROUP BY 1",
-        metric.device_id,
-        metric.metric_type,
-        start,
-        end,
-    )
-    scale = {"g/kWh": Decimal("0.001"), "gCO2/kWh": Decimal("0.001")}
-    return {r["hour"]: Decimal(repr(r["value"])) * scale.get(r["unit"] or "", Decimal(1)) for r in rows}
 
 
 async def bill(

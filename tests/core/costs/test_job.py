@@ -159,3 +159,32 @@ async def test_summary_projection_comparison_history(conn: asyncpg.Connection) -
     assert sum(p["cost"] for p in days["points"]) == pytest.approx(tv["cost"])
     hours = await service.history(conn, None, "2026-03-02", "2026-03-03", "hour")
     assert len(hours["points"]) == 24
+
+
+async def test_carbon_from_a_metric_series(conn: asyncpg.Connection) -> None:
+    await service.create_tariff(
+        conn,
+        {
+            "name": "carbon",
+            "timezone": "UTC",
+            "periods": {"flat": {"price": "0.10"}},
+            "carbon_kg_per_kwh": "0.3",
+            "carbon_metric": {"device_id": "grid", "metric_type": "carbon_intensity"},
+        },
+    )
+    await write(conn, counter("d", utc(2026, 3, 2), 24, 1.0))
+    # 400 g/kWh for the first 12 hours, 100 g/kWh after; 23:00 has no value (the tariff's 0.3 applies).
+    series = [
+        (utc(2026, 3, 2, h, m), "grid", "carbon_intensity", 400.0 if h < 12 else 100.0, "g/kWh")
+        for h in range(23)
+        for m in (0, 30)
+    ]
+    await conn.copy_records_to_table(
+        "metrics", records=series, columns=["time", "device_id", "metric_type", "value", "unit"]
+    )
+    await CostJob().run_once(conn, now=utc(2026, 3, 3))
+    (d,) = await service.device_costs(conn, "2026-03-02", "2026-03-03")
+    assert d["carbon_kg"] == pytest.approx(12 * 0.4 + 11 * 0.1 + 0.3)
+    settings = Settings(site={"timezone": "UTC", "currency": "USD"})
+    summary = await service.summary(conn, settings, now=utc(2026, 3, 2, 23, 59))
+    assert summary["carbon_today_kg"] == pytest.approx(12 * 0.4 + 11 * 0.1 + 0.3)
