@@ -242,7 +242,13 @@ class PluginRunner:
                 self.restarts += 1
                 continue
             self.crashes += 1
-            self.last_exit = {"cause": cause, "detail": detail, "time": datetime.now(UTC).isoformat()}
+            now = time.time()
+            self.last_exit = {
+                "cause": cause,
+                "detail": detail,
+                "time": datetime.fromtimestamp(now, UTC).isoformat(),
+                "time_epoch": now,
+            }
             log.warning("plugin %s stopped: %s (%s)", self.id, cause, detail, extra={"plugin": self.id})
             if cause in ("config_error", "load_error"):
                 # Restarting cannot fix a bad config or missing code: wait for reconfigure/restart.
@@ -260,7 +266,7 @@ class PluginRunner:
                 self.options.restart_max, self.options.restart_initial * 2 ** (self.consecutive_failures - 1)
             )
             self.state = "backoff"
-            self.next_restart = datetime.fromtimestamp(time.time() + delay, UTC)
+            self.next_restart = datetime.fromtimestamp(now + delay, UTC)
             self._restart_now.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._restart_now.wait(), delay)
