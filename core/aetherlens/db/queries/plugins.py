@@ -1,8 +1,8 @@
 """Stored plugin rows (``plugins``: id, enabled, config, secrets, status) — read without secrets.
 
-``secrets`` is never selected here, so no route built on these functions can echo it by mistake; the
-only way to touch it is ``set_plugin_config``, which writes (already encrypted) secrets and returns nothing
-about them.
+``secrets`` is not in any row these functions return, so no route can echo it by mistake; the
+only functions touching it are ``set_plugin_config`` (writes already encrypted secrets, returns nothing
+about them) and ``secrets_blob`` (read back only to merge an update).
 """
 
 from __future__ import annotations
@@ -48,3 +48,27 @@ async def require_plugin(db: Queryable, plugin_id: str) -> PluginRow:
     if found is None:
         raise NotFoundError(f"plugin {plugin_id!r} not found", details={"plugin_id": plugin_id})
     return found
+
+
+async def secrets_blob(db: Queryable, plugin_id: str) -> bytes | None:
+    """The encrypted secrets of one plugin (only for merging on update; never for an answer)."""
+    blob: bytes | None = await db.fetchval("SELECT secrets FROM plugins WHERE id = $1", plugin_id)
+    return blob
+
+
+async def set_plugin_config(
+    db: Queryable, plugin_id: str, *, config: dict[str, Any], secrets: bytes | None, enabled: bool | None
+) -> PluginRow:
+    """Store the plain config and the (already encrypted) secrets; ``enabled=None`` keeps the flag."""
+    row = await db.fetchrow(
+        f"""INSERT INTO plugins (id, enabled, config, secrets, updated_at)
+            VALUES ($1, coalesce($4, true), $2::text::jsonb, $3, now())
+            ON CONFLICT (id) DO UPDATE SET config = EXCLUDED.config, secrets = EXCLUDED.secrets,
+                enabled = coalesce($4, plugins.enabled), updated_at = now()
+            RETURNING {_COLUMNS}""",
+        plugin_id,
+        orjson.dumps(config).decode(),
+        secrets,
+        enabled,
+    )
+    return _plugin(row)

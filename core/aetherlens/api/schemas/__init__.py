@@ -1,0 +1,1 @@
+"""Request and response models of the data routes (devices, metrics, costs, tariffs, alerts, plugins)."""

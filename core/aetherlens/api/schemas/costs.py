@@ -1,0 +1,126 @@
+"""Cost and tariff shapes (CONTRACT.md: costs/*, tariffs, bills); the numbers come from
+aetherlens.costs.service.
+
+Range ends are ISO dates or datetimes; one without an offset is read in the tariff's zone (a date is local
+midnight), as the CLI's ``bill`` does, so the same arguments give the same numbers in both places.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from aetherlens.api.routing import ApiModel
+
+TIME_HELP = "ISO date or datetime; without an offset it is the tariff's local time (a date = local midnight)"
+
+
+class CostRange(ApiModel):
+    from_: str = Field(alias="from", description=TIME_HELP, min_length=1, max_length=64)
+    to: str = Field(description=TIME_HELP + "; exclusive", min_length=1, max_length=64)
+
+
+class CostHistoryQuery(CostRange):
+    device_id: str | None = Field(default=None, min_length=1, description="one device; default: all summed")
+    resolution: Literal["hour", "day"] = "hour"
+
+
+class BillQuery(CostRange):
+    tariff_id: str | None = Field(default=None, min_length=1, description="default: the active tariff")
+    device_id: str | None = Field(default=None, min_length=1, description="default: the site")
+
+
+class ComparisonQuery(ApiModel):
+    from_: str | None = Field(default=None, alias="from", description=TIME_HELP)
+    to: str | None = Field(default=None, description=TIME_HELP + "; default: the last complete cycle")
+
+
+class CostSummary(BaseModel):
+    currency: str
+    today: float | None
+    month_to_date: float | None
+    projected_month: float | None
+    current_price: float | None
+    current_period: str | None
+    carbon_today_kg: float | None
+
+
+class DeviceCost(BaseModel):
+    device_id: str
+    kwh: float | None
+    cost: float | None
+    carbon_kg: float | None
+    estimated: bool
+
+
+class DeviceCostList(BaseModel):
+    items: list[DeviceCost]
+
+
+class CostPoint(BaseModel):
+    time: str
+    kwh: float | None
+    cost: float | None
+    carbon_kg: float | None
+
+
+class CostHistory(BaseModel):
+    points: list[CostPoint]
+
+
+class BillBreakdown(BaseModel):
+    energy_by_period: dict[str, dict[str, float]] = Field(description="period -> {kwh, cost}")
+    energy_by_tier: dict[str, dict[str, float]]
+    demand_by_period: dict[str, dict[str, float]]
+
+
+class Bill(BaseModel):
+    start: str
+    end: str
+    currency: str
+    kwh: float
+    peak_kw: float | None
+    energy: float
+    fixed: float
+    demand: float
+    minimum: float
+    export_credit: float
+    total: float
+    breakdown: BillBreakdown
+    gaps: list[dict[str, Any]] = Field(default_factory=list, description="spans without readings")
+
+
+class ComparisonRow(BaseModel):
+    tariff_id: str
+    name: str
+    total: float
+    currency: str | None = None
+
+
+class TariffOut(BaseModel):
+    id: str
+    name: str
+    effective_from: str
+    currency: str
+    timezone: str
+    source: str | None
+    active: bool
+    definition: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+
+class TariffList(BaseModel):
+    items: list[TariffOut]
+
+
+class TariffId(BaseModel):
+    id: str
+
+
+class ImportQuery(ApiModel):
+    timezone: str | None = Field(default=None, description="IANA zone; default: site.timezone")
+    holidays: str | None = Field(default=None, description="country[-subdivision], e.g. US-CA; default: none")
+    label: str | None = Field(default=None, description="URDB label when the payload holds several rates")
+    name: str | None = Field(default=None, min_length=1, max_length=200)
