@@ -1,0 +1,196 @@
+"""The running core: database, writer, collector, plugin supervisor, background jobs and the API.
+
+``Core`` owns the start order (each part needs the one before it) and the reverse stop order, so a
+Ctrl-C or SIGTERM drains the write queue into PostgreSQL (or the spool) before the database stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from aetherlens import __version__
+from aetherlens.api.app import create_app
+from aetherlens.api.auth.service import ensure_admin
+from aetherlens.api.context import ApiContext
+from aetherlens.collect import Collector
+from aetherlens.config import Settings
+from aetherlens.costs.job import CostJob
+from aetherlens.db.database import Database, open_database
+from aetherlens.db.retention import RetentionJob, apply_retention_settings
+from aetherlens.db.rollups import RollupJob
+from aetherlens.db.writer import Row, Writer
+from aetherlens.models import Metric, MetricType, SubmitResult
+from aetherlens.plugins.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+ROLLUP_INTERVAL = 60.0
+RETENTION_INTERVAL = 3600.0
+COST_INTERVAL = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What a person starting the core needs to see once."""
+
+    url: str
+    admin_password: str | None
+    startup_seconds: float
+
+
+class _PluginSink:
+    """The supervisor's sink: the collector, with plugin-declared metric types made known to it."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+
+    async def submit(self, batch: Sequence[Metric | dict[str, Any]], *, wait: bool = True) -> SubmitResult:
+        return await self.collector.submit(batch, wait=wait, source="plugin")
+
+
+class Core:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.database: Database | None = None
+        self.writer: Writer | None = None
+        self.collector: Collector | None = None
+        self.supervisor: Supervisor | None = None
+        self.context: ApiContext | None = None
+        self._runner: web.AppRunner | None = None
+        self._jobs: list[asyncio.Task[None]] = []
+
+    async def start(self, host: str | None = None, port: int | None = None) -> Started:
+        began = time.monotonic()
+        settings = self.settings
+        self.database = database = await open_database(settings)
+        pool, capabilities = database.pool, database.capabilities
+        log.info("storage capabilities", extra={"capabilities": capabilities.as_dict()})
+        async with pool.acquire() as conn:
+            await apply_retention_settings(conn, capabilities, settings.retention)
+        admin_password = await ensure_admin(pool, settings)
+        instance_id = await pool.fetchval("SELECT value FROM core_state WHERE key = 'instance_id'")
+
+        self.writer = Writer(pool, settings.writer, settings.data_dir / "spool")
+        await self.writer.start()
+        self.collector = Collector(self.writer, pool, settings)
+        await self.collector.start()
+        self.supervisor = Supervisor(settings, _PluginSink(self.collector), pool=pool)
+
+        self.context = ApiContext(
+            settings=settings,
+            pool=pool,
+            capabilities=capabilities,
+            collector=self.collector,
+            writer=self.writer,
+            supervisor=self.supervisor,
+            instance_id=str(instance_id),
+            version=__version__,
+        )
+        self.writer.add_listener(self._on_written)
+        await self.supervisor.start()
+        self.collector.register_metric_types(
+            MetricType(d.type, d.unit, {d.unit: (1.0, 0.0)}, counter=d.counter, description=d.description)
+            for d in self.supervisor.extra_metric_types().values()
+        )
+
+        rollups = RollupJob(capabilities)
+        retention = RetentionJob(capabilities, settings.retention)
+        costs = CostJob(meter_device=settings.site.meter_device, capabilities=capabilities)
+        self._jobs = [
+            asyncio.create_task(rollups.run_forever(pool, ROLLUP_INTERVAL), name="rollups"),
+            asyncio.create_task(self._every(RETENTION_INTERVAL, retention.run_once), name="retention"),
+            asyncio.create_task(costs.run_forever(pool, COST_INTERVAL), name="costs"),
+        ]
+
+        app = create_app(self.context)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        bind_host = host or settings.api.host
+        site = web.TCPSite(self._runner, bind_host, settings.api.port if port is None else port)
+        await site.start()
+        bound_port = self._bound_port(site)
+        url = f"http://{bind_host}:{bound_port}"
+        elapsed = time.monotonic() - began
+        log.info("AetherLens %s listening on %s (started in %.2f s)", __version__, url, elapsed)
+        return Started(url=url, admin_password=admin_password, startup_seconds=elapsed)
+
+    @property
+    def app(self) -> web.Application | None:
+        return self._runner.app if self._runner is not None else None
+
+    async def stop(self) -> None:
+        """Stop in reverse order; each step runs even if an earlier one failed."""
+        for task in self._jobs:
+            task.cancel()
+        await asyncio.gather(*self._jobs, return_exceptions=True)
+        self._jobs = []
+        steps: list[tuple[str, Callable[[], Awaitable[Any]] | None]] = [
+            ("api", self._runner.cleanup if self._runner else None),
+            ("plugins", self.supervisor.stop if self.supervisor else None),
+            ("writer", self.writer.close if self.writer else None),
+            ("database", self.database.close if self.database else None),
+        ]
+        for name, step in steps:
+            if step is None:
+                continue
+            try:
+                await step()
+            except Exception:
+                log.exception("stopping %s failed", name)
+        self._runner = None
+
+    def _on_written(self, rows: Sequence[Row]) -> None:
+        """Feed committed metrics to the WebSocket stream and to export plugins."""
+        if self.context is not None and self.context.stream.client_count:
+            for row in rows:
+                self.context.stream.publish("metrics", _metric_event(row))
+        if self.supervisor is not None and self._has_exporters(self.supervisor):
+            batch = [Metric(r[0], r[1], r[2], r[3], r[4], orjson.loads(r[5]) if r[5] else None) for r in rows]
+            task = asyncio.ensure_future(self.supervisor.export(batch))
+            task.add_done_callback(_log_failure)
+
+    @staticmethod
+    def _has_exporters(supervisor: Supervisor) -> bool:
+        # Checked before building Metric objects, so a core without export plugins pays nothing per batch.
+        return any(r.manifest.has("metrics.export") for r in supervisor.runners.values())
+
+    async def _every(self, interval: float, job: Callable[[Any], Awaitable[Any]]) -> None:
+        assert self.database is not None
+        while True:
+            try:
+                async with self.database.pool.acquire() as conn:
+                    await job(conn)
+            except Exception:  # a background job must outlive a failed pass (e.g. a database restart)
+                log.exception("background job failed; retrying in %.0f s", interval)
+            await asyncio.sleep(interval)
+
+    @staticmethod
+    def _bound_port(site: web.TCPSite) -> int:
+        server = site._server  # aiohttp exposes the bound sockets only here (port 0 = any free port)
+        sockets = getattr(server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else int(site._port)
+
+
+def _metric_event(row: Row) -> dict[str, Any]:
+    moment: datetime = row[0]
+    return {
+        "time": moment.isoformat(),
+        "device_id": row[1],
+        "metric_type": row[2],
+        "value": row[3],
+        "unit": row[4],
+    }
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("export to plugins failed", exc_info=task.exception())
