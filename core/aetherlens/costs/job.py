@@ -21,12 +21,12 @@ import asyncpg
 
 from aetherlens.costs import store
 from aetherlens.costs.allocation import allocate
-from aetherlens.costs.energy import DeviceEnergy, load_carbon_series, load_energy
+from aetherlens.costs.energy import load_carbon_series, load_energy
 from aetherlens.costs.engine import ZERO, Slot, TariffVersion, compute_bills, cycle_bounds, floor_time
+from aetherlens.costs.hourly import PEAK_WINDOWS, HourlyEnergy, read_stored, write_stored
 
 log = logging.getLogger(__name__)
 HOUR = dt.timedelta(hours=1)
-PEAK_WINDOWS = (15, 30, 60)
 CHUNK = dt.timedelta(days=7)
 OVERLAP = dt.timedelta(hours=2)
 
@@ -98,8 +98,11 @@ class CostJob:
         cursor = raw_from
         while cursor < end:
             chunk_end = min(cursor + CHUNK, end)
-            energy = await load_energy(conn, cursor, chunk_end, min(windows))
-            await self._store_hourly(conn, energy, cursor, chunk_end, windows)
+            hourly = HourlyEnergy()
+            hourly.add_raw(
+                await load_energy(conn, cursor, chunk_end, min(windows)), self.meter_device, windows
+            )
+            await write_stored(conn, hourly, cursor, chunk_end)
             cursor = chunk_end
         rows = await self._price(conn, tariff_id, versions, price_from, end)
         await conn.execute(
@@ -119,45 +122,6 @@ class CostJob:
         log.info("priced %d cost rows for tariff %s from %s to %s", len(rows), tariff_id, price_from, end)
         return CostJobResult(tariff_id, price_from, end, len(rows), repriced)
 
-    async def _store_hourly(
-        self,
-        conn: asyncpg.Connection,
-        energy: DeviceEnergy,
-        start: dt.datetime,
-        end: dt.datetime,
-        windows: list[int],
-    ) -> None:
-        hourly: dict[tuple[str, dt.datetime], list[float]] = defaultdict(lambda: [0.0, 0.0])
-        for index, table in ((0, energy.imports), (1, energy.exports)):
-            for device, slots in table.items():
-                for t, kwh in slots.items():
-                    hourly[(device, t.replace(minute=0, second=0, microsecond=0))][index] += float(kwh)
-        site = energy.slots({self.meter_device} if self.meter_device else None)
-        peaks: list[tuple[dt.datetime, int, float]] = []
-        for window in windows:
-            if window % energy.slot_minutes:
-                continue
-            sums: dict[dt.datetime, Decimal] = defaultdict(lambda: ZERO)
-            for s in site:
-                sums[floor_time(s.start, window)] += s.demand
-            per_hour: dict[dt.datetime, Decimal] = {}
-            for t, kwh in sums.items():
-                hour = t.replace(minute=0, second=0, microsecond=0)
-                kw = kwh * 60 / window
-                per_hour[hour] = max(per_hour.get(hour, kw), kw)
-            peaks.extend((h, window, float(kw)) for h, kw in per_hour.items())
-        async with conn.transaction():
-            await conn.execute("DELETE FROM cost_energy_hourly WHERE hour >= $1 AND hour < $2", start, end)
-            await conn.execute("DELETE FROM cost_demand_peaks WHERE hour >= $1 AND hour < $2", start, end)
-            await conn.copy_records_to_table(
-                "cost_energy_hourly",
-                records=[(h, d, v[0], v[1]) for (d, h), v in hourly.items()],
-                columns=["hour", "device_id", "import_kwh", "export_kwh"],
-            )
-            await conn.copy_records_to_table(
-                "cost_demand_peaks", records=peaks, columns=["hour", "window_minutes", "peak_kw"]
-            )
-
     async def _price(
         self,
         conn: asyncpg.Connection,
@@ -166,36 +130,17 @@ class CostJob:
         start: dt.datetime,
         end: dt.datetime,
     ) -> list[tuple[Any, ...]]:
-        energy_rows = await conn.fetch(
-            "SELECT hour, device_id, import_kwh, export_kwh FROM cost_energy_hourly"
-            " WHERE hour >= $1 AND hour < $2",
-            start,
-            end,
-        )
-        imports: dict[str, dict[dt.datetime, Decimal]] = defaultdict(dict)
-        exports: dict[str, dict[dt.datetime, Decimal]] = defaultdict(dict)
-        for r in energy_rows:
-            if r["import_kwh"]:
-                imports[r["device_id"]][r["hour"]] = Decimal(repr(r["import_kwh"]))
-            if r["export_kwh"]:
-                exports[r["device_id"]][r["hour"]] = Decimal(repr(r["export_kwh"]))
         window = versions[-1].tariff.demand.window_minutes
-        peaks = {
-            r["hour"]: Decimal(repr(r["peak_kw"]))
-            for r in await conn.fetch(
-                "SELECT hour, peak_kw FROM cost_demand_peaks"
-                " WHERE window_minutes = $1 AND hour >= $2 AND hour < $3",
-                window,
-                start,
-                end,
-            )
-        }
+        stored = await read_stored(conn, start, end, [window])
+        imports, exports = stored.imports, stored.exports
+        peaks = stored.peaks.get(window, {})
         meter = self.meter_device
         site_imp: dict[dt.datetime, Decimal] | None = None
         site_exp: dict[dt.datetime, Decimal] | None = None
         if meter:
             site_imp, site_exp = imports.pop(meter, {}), exports.pop(meter, {})
-            sources_imp, sources_exp = site_imp, site_exp
+            sources_imp: dict[dt.datetime, Decimal] = site_imp
+            sources_exp: dict[dt.datetime, Decimal] = site_exp
         else:
             sources_imp = defaultdict(lambda: ZERO)
             sources_exp = defaultdict(lambda: ZERO)

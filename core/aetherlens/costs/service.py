@@ -23,6 +23,7 @@ from aetherlens.costs.engine import (
     local_days,
     slot_minutes_for,
 )
+from aetherlens.costs.hourly import PEAK_WINDOWS, site_hours
 from aetherlens.costs.tariff import Tariff, parse_tariff
 from aetherlens.costs.urdb import pick_rate, urdb_to_tariff
 from aetherlens.errors import NotFoundError, ValidationError
@@ -228,13 +229,13 @@ async def summary(conn: Conn, settings: Settings, *, now: dt.datetime | None = N
     found = await _active(conn)
     if found is None:
         return empty
-    _, versions = found
+    tariff_id, versions = found
     current = versions[-1].tariff
     for v in versions:
         if v.effective_from is None or v.effective_from <= now:
             current = v.tariff
     cycle_start, cycle_end = cycle_bounds(current, now)
-    bills, _ = await price(conn, versions, cycle_start, now, meter_device=settings.site.meter_device)
+    bills = await _month_to_date(conn, tariff_id, versions, cycle_start, now, settings.site.meter_device)
     if not bills:
         return empty
     mtd = bills[-1]
@@ -256,6 +257,38 @@ async def summary(conn: Conn, settings: Settings, *, now: dt.datetime | None = N
         "current_period": period,
         "carbon_today_kg": float(sum((s.carbon_kg for s in today_slots), ZERO)),
     }
+
+
+async def _month_to_date(
+    conn: Conn,
+    tariff_id: str,
+    versions: list[TariffVersion],
+    start: dt.datetime,
+    now: dt.datetime,
+    meter_device: str | None,
+) -> list[CycleBill]:
+    """The open cycle so far: from the cost job's hourly tables up to its watermark, raw readings after.
+
+    Without a job run for this tariff yet, everything comes from raw readings.
+    """
+    async with _acquire(conn) as c:
+        watermark = await c.fetchval("SELECT watermark FROM cost_job_state WHERE tariff_id = $1", tariff_id)
+        if watermark is None:
+            bills, _ = await price(c, versions, start, now, meter_device=meter_device)
+            return bills
+        window = versions[-1].tariff.demand.window_minutes
+        windows = sorted({*PEAK_WINDOWS, window})
+        hourly = await site_hours(c, start, now, windows, meter_device, watermark)
+        carbon = await load_carbon_series(c, versions, start, now)
+    return compute_bills(
+        versions,
+        hourly.site(meter_device),
+        60,
+        start,
+        now,
+        hourly_peaks=hourly.peaks.get(window),
+        carbon_series=carbon,
+    )
 
 
 def _marginal_price(kwh: Decimal, tiers: list[Any]) -> Decimal:

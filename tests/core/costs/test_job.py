@@ -130,11 +130,17 @@ async def test_incremental_runs_and_repricing(conn: asyncpg.Connection) -> None:
 
 async def test_summary_projection_comparison_history(conn: asyncpg.Connection) -> None:
     tid = await _setup(conn, utc(2026, 4, 8))
-    await CostJob(meter_device="main").run_once(conn, now=utc(2026, 4, 8))
     settings = Settings(site={"timezone": "UTC", "currency": "USD", "meter_device": "main"})
     now = utc(2026, 4, 7, 12)
-    summary = await service.summary(conn, settings, now=now)
     (mtd,) = await service.bill(conn, tid, "2026-04-01", "2026-04-07T12:00", meter_device="main")
+    # Before any job run the summary reads raw readings; after one, stored hours up to the job's
+    # watermark and raw readings after it. All three give the bill's numbers.
+    raw_only = await service.summary(conn, settings, now=now)
+    await CostJob(meter_device="main").run_once(conn, now=utc(2026, 4, 6, 3))
+    mixed = await service.summary(conn, settings, now=now)
+    await CostJob(meter_device="main").run_once(conn, now=utc(2026, 4, 8))
+    summary = await service.summary(conn, settings, now=now)
+    assert summary == mixed == raw_only
     assert summary["month_to_date"] == pytest.approx(mtd["total"])
     # 6.5 days of 30: energy scaled x30/6.5, fixed whole (9 + 30 x 0.1), demand as peaked so far.
     expected = Decimal(repr(mtd["energy"])) * 30 / D("6.5") + D(12) + Decimal(repr(mtd["demand"]))
