@@ -28,7 +28,7 @@ from aetherlens.db.database import Database, open_database
 from aetherlens.db.retention import RetentionJob, apply_retention_settings
 from aetherlens.db.rollups import RollupJob
 from aetherlens.db.writer import Row, Writer
-from aetherlens.models import Metric, MetricType, SubmitResult
+from aetherlens.models import DEVICE_ID_PATTERN, DEVICE_TYPES, Metric, MetricType, SubmitResult
 from aetherlens.plugins.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,15 @@ log = logging.getLogger(__name__)
 ROLLUP_INTERVAL = 60.0
 RETENTION_INTERVAL = 3600.0
 COST_INTERVAL = 60.0
+DISCOVERY_WAIT_STEPS = 120  # x 0.5 s: how long discovery waits for a plugin to be running
+
+# Discovered names and types replace the placeholders of auto-registration (name = id), never a name a
+# user gave the device.
+_UPSERT_DISCOVERED = """
+INSERT INTO devices (id, name, type, source) VALUES ($1, $2, $3, $4)
+ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, type = EXCLUDED.type, source = EXCLUDED.source
+WHERE devices.name = devices.id
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +118,7 @@ class Core:
             asyncio.create_task(rollups.run_forever(pool, ROLLUP_INTERVAL), name="rollups"),
             asyncio.create_task(self._every(RETENTION_INTERVAL, retention.run_once), name="retention"),
             asyncio.create_task(costs.run_forever(pool, COST_INTERVAL), name="costs"),
+            asyncio.create_task(self._register_discovered_devices(), name="discovery"),
         ]
 
         app = create_app(self.context)
@@ -158,6 +168,32 @@ class Core:
             task = asyncio.ensure_future(self.supervisor.export(batch))
             task.add_done_callback(_log_failure)
 
+    async def _register_discovered_devices(self) -> None:
+        """Ask each plugin that can discover devices for them once; register them with names and types."""
+        assert self.supervisor is not None and self.database is not None and self.collector is not None
+        for plugin_id, runner in list(self.supervisor.runners.items()):
+            if not runner.manifest.has("device.discover"):
+                continue
+            # A plugin answers requests once its process is up; it may be starting, or restarting.
+            for _ in range(DISCOVERY_WAIT_STEPS):
+                if runner.state == "running":
+                    break
+                await asyncio.sleep(0.5)
+            try:
+                found = await self.supervisor.discover_devices(plugin_id)
+            except Exception as exc:  # a plugin's failure is its own; the core carries on
+                log.warning("device discovery of plugin %s failed: %s", plugin_id, exc)
+                continue
+            rows = [
+                (str(d["id"]), str(d.get("name") or d["id"]), _device_type(d.get("type")), plugin_id)
+                for d in found
+                if isinstance(d, dict) and DEVICE_ID_PATTERN.match(str(d.get("id", "")))
+            ]
+            await self.database.pool.executemany(_UPSERT_DISCOVERED, rows)
+            for row in rows:
+                self.collector.remember_device(row[0])
+            log.info("plugin %s discovered %d device(s)", plugin_id, len(rows))
+
     @staticmethod
     def _has_exporters(supervisor: Supervisor) -> bool:
         # Checked before building Metric objects, so a core without export plugins pays nothing per batch.
@@ -189,6 +225,10 @@ def _metric_event(row: Row) -> dict[str, Any]:
         "value": row[3],
         "unit": row[4],
     }
+
+
+def _device_type(value: object) -> str:
+    return value if isinstance(value, str) and value in DEVICE_TYPES else "other"
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:

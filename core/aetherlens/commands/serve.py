@@ -24,9 +24,7 @@ from aetherlens.runtime import Core, Started
 
 DEMO_KEY_NAME = "demo"
 DEMO_KEY_SCOPES = ["read", "ingest", "control"]
-DEMO_SIMULATOR = PluginSettings(
-    enabled=True, poll_interval=5.0, config={"households": 1, "backfill_hours": 48}
-)
+DEMO_METER = "sim-h001-mains"  # the simulated household's mains meter: the site the bill is for
 
 
 def register(subparsers: Any) -> None:
@@ -46,8 +44,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     plugins = dict(settings.plugins)
-    plugins.setdefault("simulator", DEMO_SIMULATOR)
-    demo_settings = settings.model_copy(update={"plugins": plugins})
+    plugins.setdefault(
+        "simulator",
+        PluginSettings(
+            enabled=True,
+            poll_interval=5.0,
+            config={"households": 1, "backfill_hours": 48, "timezone": settings.site.timezone},
+        ),
+    )
+    site = settings.site.model_copy(update={"meter_device": settings.site.meter_device or DEMO_METER})
+    demo_settings = settings.model_copy(update={"plugins": plugins, "site": site})
     return asyncio.run(_run(demo_settings, args.host, args.port, demo=True))
 
 

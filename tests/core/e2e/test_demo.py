@@ -1,0 +1,139 @@
+"""README's first command, as a user runs it: ``aetherlens demo`` as a real process on an embedded database.
+
+Walks the whole flow: the cluster is created, migrations run, the simulator's data reaches the API, the
+cost engine prices it with the demo tariff, SIGTERM stops everything cleanly, and a restart keeps the
+data, shows no password again and replaces the demo key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+AETHERLENS = [sys.executable, "-m", "aetherlens.cli"]
+START_TIMEOUT = 120.0
+
+
+class RunningCore:
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AETHERLENS_")}
+        env |= {"AETHERLENS_DATA_DIR": str(data_dir), "AETHERLENS_LOG__FORMAT": "text"}
+        self.log_path = data_dir.parent / f"core-{time.monotonic_ns()}.log"
+        self.log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            [*AETHERLENS, *args, "--port", "0"], stdout=subprocess.PIPE, stderr=self.log, text=True, env=env
+        )
+        self.banner = self._read_banner()
+
+    def _read_banner(self) -> str:
+        assert self.process.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("Press Ctrl-C"):
+                return "".join(lines)
+        self.process.kill()
+        raise AssertionError(f"core did not start: {''.join(lines)}\n{self.log_path.read_text()[-3000:]}")
+
+    @property
+    def url(self) -> str:
+        match = re.search(r"running at (http://\S+)", self.banner)
+        assert match, self.banner
+        return match.group(1)
+
+    def field(self, label: str) -> str | None:
+        match = re.search(rf"{label}[^:]*: (\S+)", self.banner)
+        return match.group(1) if match else None
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=60)
+        finally:
+            self.log.close()
+
+
+@pytest.fixture
+def data_dir(cluster_dir: Path) -> Iterator[Path]:
+    path = cluster_dir / "data"
+    yield path
+
+
+async def get(url: str, key: str | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def wait_for(url: str, key: str, ready: Any, timeout: float = 90.0) -> Any:
+    deadline = time.monotonic() + timeout
+    body: Any = None
+    while time.monotonic() < deadline:
+        status, body = await get(url, key)
+        if status == 200 and ready(body):
+            return body
+        await asyncio.sleep(1.0)
+    raise AssertionError(f"{url} never became ready; last answer: {body}")
+
+
+@pytest.mark.slow
+async def test_demo_runs_prices_and_restarts_cleanly(data_dir: Path) -> None:
+    core = RunningCore(data_dir, "demo")
+    try:
+        password, key = core.field("admin password"), core.field("API key")
+        assert password and len(password) >= 12
+        assert key and key.startswith("al_")
+        assert password not in core.log_path.read_text() and key not in core.log_path.read_text()
+
+        status, _ = await get(f"{core.url}/api/v1/metrics/current")
+        assert status == 401
+        current = await wait_for(
+            f"{core.url}/api/v1/metrics/current",
+            key,
+            lambda body: any(d["device_id"] == "sim-h001-mains" for d in body["devices"]),
+        )
+        mains = next(d for d in current["devices"] if d["device_id"] == "sim-h001-mains")
+        assert mains["metrics"]["power"]["unit"] == "W"
+        assert mains["metrics"]["energy"]["unit"] == "kWh"
+
+        summary = await wait_for(
+            f"{core.url}/api/v1/costs/summary", key, lambda body: body["month_to_date"] is not None
+        )
+        assert summary["currency"] == "USD"
+        assert summary["month_to_date"] > 0
+        assert summary["current_period"] in {"peak", "off_peak"}
+
+        _, devices = await get(f"{core.url}/api/v1/devices", key)
+        by_id = {d["id"]: d for d in devices["items"]}
+        assert by_id["sim-h001-mains"]["type"] == "meter"
+        assert by_id["sim-h001-mains"]["source"] == "simulator"
+    finally:
+        assert core.stop() == 0
+    assert not (data_dir / "postgres" / "data" / "postmaster.pid").exists(), "database left running"
+
+    again = RunningCore(data_dir, "demo")
+    try:
+        assert again.field("admin password") is None  # shown once, at the first start only
+        new_key = again.field("API key")
+        assert new_key and new_key != key
+        status, _ = await get(f"{again.url}/api/v1/devices", key)
+        assert status == 401  # the previous demo key was revoked
+        _, devices = await get(f"{again.url}/api/v1/devices", new_key)
+        assert "sim-h001-mains" in {d["id"] for d in devices["items"]}  # data survived the restart
+    finally:
+        assert again.stop() == 0
