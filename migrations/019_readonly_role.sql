@@ -18,15 +18,19 @@ GRANT SELECT ON ALL TABLES IN SCHEMA public TO aetherlens_readonly;
 -- Tables and views created by later migrations (by the same owner) are readable too.
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO aetherlens_readonly;
 
--- Credentials stay private even to a read-only dashboard.
+-- Credentials stay private even to a read-only dashboard: password hashes, key digests, refresh
+-- sessions, and the plugins' encrypted secrets (their other columns stay readable).
 DO $$
 DECLARE
     secret_table text;
 BEGIN
-    FOREACH secret_table IN ARRAY ARRAY['users', 'api_tokens'] LOOP
+    FOREACH secret_table IN ARRAY ARRAY['users', 'api_tokens', 'auth_sessions', 'plugins'] LOOP
         IF to_regclass(format('public.%I', secret_table)) IS NOT NULL THEN
             EXECUTE format('REVOKE ALL ON public.%I FROM aetherlens_readonly', secret_table);
         END IF;
     END LOOP;
+    IF to_regclass('public.plugins') IS NOT NULL THEN
+        GRANT SELECT (id, enabled, config, status, updated_at) ON plugins TO aetherlens_readonly;
+    END IF;
 END
 $$;

@@ -69,8 +69,12 @@ async def test_managed_open_migrates_and_grafana_role_is_read_only(
             assert await ro.fetchval("SELECT count(*) FROM metrics") == 0
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await ro.execute("INSERT INTO devices (id, name) VALUES ('x', 'y')")
+            for private in ("users", "api_tokens", "auth_sessions"):  # credentials stay private
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await ro.fetchval(f"SELECT count(*) FROM {private}")
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
-                await ro.fetchval("SELECT count(*) FROM users")  # credentials stay private
+                await ro.fetchval("SELECT secrets FROM plugins")
+            assert await ro.fetchval("SELECT count(*) FROM plugins WHERE enabled") == 0
         finally:
             await ro.close()
         with pytest.raises(asyncpg.InvalidPasswordError):
