@@ -178,6 +178,8 @@ async def mark_pending(conn: asyncpg.Connection, hours: Iterable[datetime]) -> i
 class RollupResult:
     hours: list[datetime] = field(default_factory=list)
     days: list[datetime] = field(default_factory=list)
+    # Pending hours consumed without re-aggregation: older than the raw retention (see RollupJob).
+    skipped: list[datetime] = field(default_factory=list)
 
 
 class RollupJob:
@@ -189,6 +191,7 @@ class RollupJob:
         *,
         max_hours_per_run: int = 240,
         open_day_refresh_interval: float = 900.0,
+        raw_retention_days: int | None = None,
     ) -> None:
         if max_hours_per_run < 1:
             raise ValueError("max_hours_per_run must be at least 1")
@@ -199,6 +202,28 @@ class RollupJob:
         # TimescaleDB's log meanwhile, so the next refresh of that day (or the policy) includes them.
         self.open_day_refresh_interval = open_day_refresh_interval
         self._open_day_refreshed: dict[datetime, float] = {}
+        # Late rows for a bucket whose raw rows retention already removed must not rebuild it: the
+        # rebuild would see only the late rows and overwrite the complete numbers. Such hours are
+        # consumed and left as they are (settings.retention.raw_days; None = no such guard).
+        self.raw_retention_days = raw_retention_days
+
+    def _split_expired(
+        self, hours: list[datetime], days: list[datetime]
+    ) -> tuple[list[datetime], list[datetime], list[datetime]]:
+        """(hours to rebuild, days to rebuild, hours skipped) given the raw retention cutoff."""
+        if self.raw_retention_days is None:
+            return hours, days, []
+        cutoff = datetime.now(UTC) - timedelta(days=self.raw_retention_days)
+        kept = [h for h in hours if h >= cutoff]
+        skipped = [h for h in hours if h < cutoff]
+        if skipped:
+            log.warning(
+                "late data for %d hour(s) older than the raw retention (%d days, oldest %s) is not rolled up",
+                len(skipped),
+                self.raw_retention_days,
+                skipped[0].isoformat(),
+            )
+        return kept, [d for d in days if d >= cutoff], skipped
 
     async def run_once(self, conn: asyncpg.Connection) -> RollupResult:
         """Roll up at most ``max_hours_per_run`` pending hours (oldest first) and their days."""
@@ -211,9 +236,10 @@ class RollupJob:
         total = RollupResult()
         while True:
             result = await self.run_once(conn)
-            if not result.hours:
+            if not result.hours and not result.skipped:
                 return total
             total.hours.extend(result.hours)
+            total.skipped.extend(result.skipped)
             total.days.extend(d for d in result.days if d not in total.days)
 
     async def run_forever(self, pool: asyncpg.Pool, interval: float = 60.0) -> None:
@@ -236,16 +262,16 @@ class RollupJob:
             # Pages written since the last pass are not yet summarized in the BRIN index, and an
             # unsummarized range matches every query: summarize them so the hour scans stay selective.
             await conn.execute(_SUMMARIZE_SQL)
-            hours = sorted(r["bucket"] for r in await conn.fetch(_CLAIM_SQL, self.max_hours_per_run))
-            if not hours:
+            claimed = sorted(r["bucket"] for r in await conn.fetch(_CLAIM_SQL, self.max_hours_per_run))
+            if not claimed:
                 return RollupResult()
-            days = sorted({day_floor(h) for h in hours})
+            hours, days, skipped = self._split_expired(claimed, sorted({day_floor(h) for h in claimed}))
             await conn.execute(_HOURLY_DELETE_SQL, hours)
             await conn.execute(_HOURLY_INSERT_SQL, hours)
             await conn.execute(_DAILY_DELETE_SQL, days)
             await conn.execute(_DAILY_INSERT_SQL, days)
         log.debug("rebuilt %d hour bucket(s) and %d day bucket(s)", len(hours), len(days))
-        return RollupResult(hours, days)
+        return RollupResult(hours, days, skipped)
 
     async def _refresh_caggs(self, conn: asyncpg.Connection) -> RollupResult:
         if conn.is_in_transaction():
@@ -253,12 +279,13 @@ class RollupJob:
         rows = await conn.fetch(_PENDING_SQL, self.max_hours_per_run)
         if not rows:
             return RollupResult()
-        hours = [r["bucket"] for r in rows]
-        days = self._due_days(sorted({day_floor(h) for h in hours}))
+        pending = [r["bucket"] for r in rows]
+        hours, days, skipped = self._split_expired(pending, sorted({day_floor(h) for h in pending}))
+        days = self._due_days(days)
         await refresh_ranges(conn, "metrics_hourly", ranges(hours, HOUR))
         await refresh_ranges(conn, "metrics_daily", ranges(days, DAY))
-        await conn.execute(_CONSUME_SQL, hours, [r["version"] for r in rows])
-        return RollupResult(hours, days)
+        await conn.execute(_CONSUME_SQL, pending, [r["version"] for r in rows])
+        return RollupResult(hours, days, skipped)
 
     def _due_days(self, days: list[datetime]) -> list[datetime]:
         now, clock = datetime.now(UTC), time.monotonic()

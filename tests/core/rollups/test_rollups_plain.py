@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 from rollup_data import at, rollup_rows, write
 from schema_helpers import PLAIN
 
+from aetherlens.config import RetentionSettings
 from aetherlens.db.migrations import apply_migrations
+from aetherlens.db.retention import RetentionJob
 from aetherlens.db.rollups import RollupJob, mark_pending, refresh_cost_rollups
 from aetherlens.errors import ValidationError
 
@@ -186,3 +188,20 @@ async def test_naive_times_are_refused(conn) -> None:
         await mark_pending(conn, [datetime(2026, 3, 1, 5)])
     assert await mark_pending(conn, [datetime(2026, 3, 1, 5, 59, tzinfo=UTC)]) == 1
     assert await conn.fetchval("SELECT bucket FROM rollup_pending") == at("2026-03-01T05:00")
+
+
+async def test_late_data_older_than_raw_retention_keeps_the_rollup(conn) -> None:
+    old = (datetime.now(UTC) - timedelta(days=40)).replace(minute=0, second=0, microsecond=0)
+    await write(conn, [(old + timedelta(minutes=m), "m1", "energy", float(m)) for m in range(0, 60, 10)])
+    await RollupJob(PLAIN).run_once(conn)
+    before = await rollup_rows(conn, "metrics_hourly")
+    assert before[(old, "m1", "energy")]["count"] == 6
+    await RetentionJob(PLAIN, RetentionSettings(raw_days=30)).run_once(conn)
+    assert await conn.fetchval("SELECT count(*) FROM metrics") == 0
+
+    # A replay brings one more sample of that hour: rebuilding it from raw would leave count 1.
+    await write(conn, [(old + timedelta(minutes=55), "m1", "energy", 55.0)])
+    result = await RollupJob(PLAIN, raw_retention_days=30).run_once(conn)
+    assert result.skipped == [old] and result.hours == [] and result.days == []
+    assert await rollup_rows(conn, "metrics_hourly") == before
+    assert await conn.fetchval("SELECT count(*) FROM rollup_pending") == 0

@@ -14,8 +14,10 @@ from rollup_data import assert_same as assert_same_rows
 from rollup_data import at, rollup_rows, synthetic, write
 from schema_helpers import PLAIN, pause_scheduled_jobs
 
+from aetherlens.config import RetentionSettings
 from aetherlens.db.capabilities import probe
 from aetherlens.db.migrations import apply_migrations
+from aetherlens.db.retention import apply_retention_settings
 from aetherlens.db.rollups import RollupJob, mark_pending, refresh_cost_rollups
 
 pytestmark = pytest.mark.timescaledb
@@ -144,3 +146,27 @@ async def test_open_day_is_refreshed_at_most_every_interval(both) -> None:
     assert (await RollupJob(caps, open_day_refresh_interval=0).run_once(tsdb)).days == [today]
     daily = (await rollup_rows(tsdb, "metrics_daily"))[(today, "meter", "energy")]
     assert (daily["count"], daily["increase"]) == (2, 1.0)
+
+
+async def test_late_data_older_than_raw_retention_keeps_the_aggregate(both) -> None:
+    _, tsdb, caps = both
+    old = (datetime.now(UTC) - timedelta(days=40)).replace(minute=0, second=0, microsecond=0)
+    await write(tsdb, [(old + timedelta(minutes=m), "m1", "energy", float(m)) for m in range(0, 60, 10)])
+    await RollupJob(caps).run_once(tsdb)
+    assert (await rollup_rows(tsdb, "metrics_hourly"))[(old, "m1", "energy")]["count"] == 6
+    await apply_retention_settings(tsdb, caps, RetentionSettings(raw_days=30))
+    job_id = await tsdb.fetchval(
+        "SELECT job_id FROM timescaledb_information.jobs "
+        "WHERE proc_name = 'policy_retention' AND hypertable_name = 'metrics'"
+    )
+    await tsdb.execute("CALL run_job($1)", job_id)
+    assert await tsdb.fetchval("SELECT count(*) FROM metrics") == 0
+
+    await write(tsdb, [(old + timedelta(minutes=55), "m1", "energy", 55.0)])
+    result = await RollupJob(caps, raw_retention_days=30).run_once(tsdb)
+    assert result.skipped == [old] and result.hours == []
+    assert (await rollup_rows(tsdb, "metrics_hourly"))[(old, "m1", "energy")]["count"] == 6
+    # Without the guard the refresh would rebuild the hour from the one late row.
+    await mark_pending(tsdb, [old])
+    await RollupJob(caps).run_once(tsdb)
+    assert (await rollup_rows(tsdb, "metrics_hourly"))[(old, "m1", "energy")]["count"] == 1
