@@ -109,6 +109,17 @@ def from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Res
     return error_response(status, code, message, details or None, headers)
 
 
+# The database is unreachable, restarting or gone: temporary, answered with 503 + Retry-After.
+_DATABASE_GONE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InvalidCatalogNameError,
+)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -121,7 +132,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return from_http_exception(exc, request)
-    except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as exc:
+    except _DATABASE_GONE as exc:
         # The database went away mid-request: a temporary condition, not a bug.
         log.warning("database unavailable in %s %s: %s", request.method, request.path, type(exc).__name__)
         return error_response(

@@ -80,7 +80,7 @@ def build_document(specs: Iterable[RouteSpec], *, version: str) -> dict[str, Any
             op["parameters"] = params
         if spec.body_adapter is not None:
             op["requestBody"] = {
-                "required": True,
+                "required": spec.body_required,
                 "content": {"application/json": {"schema": schemas[((i, "body"), "validation")]}},
             }
         responses: dict[str, Any] = {}

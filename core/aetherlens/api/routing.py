@@ -79,6 +79,7 @@ class RouteSpec:
     tags: tuple[str, ...] = ()
     query: type[Any] | None = None
     body: Any = None  # a pydantic model class or any type a TypeAdapter accepts
+    body_required: bool = True  # False: an empty body is allowed and arrives as None
     response: Any = None
     status: int = 200
     rate_limit: RateLimit = "principal"
@@ -109,6 +110,7 @@ class RouteTable:
         tags: Iterable[str] = (),
         query: type[Any] | None = None,
         body: Any = None,
+        body_required: bool = True,
         response: Any = None,
         status: int = 200,
         rate_limit: RateLimit | None = None,
@@ -131,6 +133,7 @@ class RouteTable:
                 tags=tuple(tags) or (_default_tag(path),),
                 query=query,
                 body=body,
+                body_required=body_required,
                 response=response,
                 status=status,
                 rate_limit=rate_limit or ("none" if scope is None else "principal"),
@@ -215,6 +218,8 @@ async def _parse_body(spec: RouteSpec, request: web.Request) -> Any:
         return None
     raw = await request.read()  # aiohttp enforces client_max_size (api.max_body_bytes) -> 413
     if not raw:
+        if not spec.body_required:
+            return None
         raise ValidationError("request body is required (JSON)", details={"errors": [{"field": "body"}]})
     try:
         # JSON-mode strict: "5" is not an int and 1 is not a string, while ISO strings still become

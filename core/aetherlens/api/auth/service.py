@@ -105,14 +105,16 @@ class AuthService:
             if row is None:
                 raise InvalidTokenError("refresh token is invalid; log in again")
             async with conn.transaction():
-                if not await q.consume_refresh(conn, row["id"]):
-                    if row["revoked_at"] is not None:
-                        # A rotated-away token came back: someone holds a copy. End the whole session.
-                        await q.revoke_family(conn, row["family_id"])
-                        self.store.drop_sessions([row["family_id"]])
-                    raise InvalidTokenError("refresh token is expired or revoked; log in again")
-                new = await self._issue_refresh(conn, row["family_id"], row["user_id"], client_ip)
-                await q.link_replacement(conn, row["id"], new[1])
+                consumed = await q.consume_refresh(conn, row["id"])
+                if consumed:
+                    new = await self._issue_refresh(conn, row["family_id"], row["user_id"], client_ip)
+                    await q.link_replacement(conn, row["id"], new[1])
+            if not consumed:
+                if row["revoked_at"] is not None:
+                    # A rotated-away token came back: someone holds a copy. End the whole session.
+                    await q.revoke_family(conn, row["family_id"])
+                    self.store.drop_sessions([row["family_id"]])
+                raise InvalidTokenError("refresh token is expired or revoked; log in again")
         return self._pair(row["user_id"], row["user_name"], row["family_id"], new)
 
     async def logout(self, session_id: str | None, refresh_token: str | None) -> None:

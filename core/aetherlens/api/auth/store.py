@@ -64,6 +64,9 @@ class CredentialStore:
         self.sessions: dict[str, SessionEntry] = {}  # active only, by id
         self.loaded_at: float | None = None
         self._task: asyncio.Task[None] | None = None
+        # Bumped by every local change; a reload that overlapped one fetches again, so a snapshot
+        # read before a change can never overwrite it.
+        self._version = 0
         self._wake = asyncio.Event()
 
     # -- authentication (memory only) ----------------------------------------------------------------
@@ -95,31 +98,41 @@ class CredentialStore:
 
     # -- updates made by this process ----------------------------------------------------------------
     def put_user(self, user: UserEntry) -> None:
+        self._version += 1
         self.users[user.id] = user
 
     def drop_user(self, user_id: str) -> None:
+        self._version += 1
         self.users.pop(user_id, None)
         for sid in [s.id for s in self.sessions.values() if s.user_id == user_id]:
             del self.sessions[sid]
 
     def put_session(self, session: SessionEntry) -> None:
+        self._version += 1
         self.sessions[session.id] = session
 
     def drop_sessions(self, session_ids: list[str]) -> None:
+        self._version += 1
         for sid in session_ids:
             self.sessions.pop(sid, None)
 
     def put_key(self, key: KeyEntry) -> None:
+        self._version += 1
         self.keys[key.prefix] = key
 
     def drop_key(self, key_id: str) -> None:
+        self._version += 1
         for prefix in [k.prefix for k in self.keys.values() if k.id == key_id]:
             del self.keys[prefix]
 
     # -- loading ---------------------------------------------------------------------------------------
     async def load(self) -> None:
-        async with self.pool.acquire() as conn:
-            users, keys, sessions = await q.load_all(conn)
+        for _ in range(5):
+            version = self._version
+            async with self.pool.acquire() as conn:
+                users, keys, sessions = await q.load_all(conn)
+            if version == self._version:
+                break
         self.users = {u["id"]: UserEntry(u["id"], u["name"], u["role"]) for u in users}
         self.keys = {
             k["prefix"]: KeyEntry(

@@ -54,6 +54,7 @@ class ApiKeyOut(ApiModel):
     scopes: list[Scope]
     created_at: datetime
     last_used_at: datetime | None = None
+    expires_at: datetime | None = None
 
 
 class ApiKeyList(ApiModel):
@@ -102,7 +103,8 @@ async def refresh(call: Call[None, RefreshRequest]) -> Tokens:
     "POST",
     "/api/v1/auth/logout",
     scope="any",
-    body=LogoutRequest | None,
+    body=LogoutRequest,
+    body_required=False,
     status=204,
     summary="Revoke this session's tokens (and the given refresh token's session)",
 )
