@@ -2,7 +2,9 @@
 
 Works on the configured server or the managed cluster (started for the command and stopped again if
 this command started it). stdout carries only the result: the names applied (or the status table);
-progress goes to stderr through the log.
+progress goes to stderr through the log. Like ``serve`` and ``demo``, the first ``migrate`` creates user
+``admin`` if absent (CONTRACT.md); a generated password is shown once on the terminal (stderr), never
+logged.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from typing import Any
 
 from aetherlens.config import Settings
 from aetherlens.db.capabilities import probe
 from aetherlens.db.database import connect, database_target
 from aetherlens.db.migrations import MigrationStatus, apply_migrations, migration_status
+from aetherlens.db.pool import create_pool
 from aetherlens.db.retention import apply_retention_settings
 
 
@@ -37,7 +41,9 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
         statuses, mode = asyncio.run(_status(settings))
         _print_status(statuses, mode, as_json=args.json)
         return 0
-    applied = asyncio.run(_apply(settings))
+    applied, admin_password = asyncio.run(_apply(settings))
+    if admin_password:
+        print(f"created user 'admin'; its password (shown once): {admin_password}", file=sys.stderr)
     if args.json:
         print(json.dumps({"applied": applied}))
     else:
@@ -46,16 +52,23 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _apply(settings: Settings) -> list[str]:
+async def _apply(settings: Settings) -> tuple[list[str], str | None]:
+    # Imported here: `migrate --status` needs none of the API package.
+    from aetherlens.api.auth.service import ensure_admin
+
     async with database_target(settings) as target:
         conn = await connect(target.dsn, "aetherlens-migrate")
         try:
             capabilities = await probe(conn)
             applied = await apply_migrations(conn, capabilities)
             await apply_retention_settings(conn, capabilities, settings.retention)
-            return applied
         finally:
             await conn.close()
+        pool = await create_pool(target.dsn, settings, min_size=1, max_size=1)
+        try:
+            return applied, await ensure_admin(pool, settings)
+        finally:
+            await pool.close()
 
 
 async def _status(settings: Settings) -> tuple[list[MigrationStatus], str]:

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import asyncpg
+
 
 def run(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AETHERLENS_")}
@@ -32,9 +34,22 @@ async def test_migrate_applies_then_reports_status(fresh_database) -> None:
     assert applied.returncode == 0, applied.stderr
     assert applied.stdout.split() == pending  # stdout: only the names applied
     assert "applied" in applied.stderr  # progress goes to stderr
+    # The first migrate creates user admin and shows its generated password once, on stderr.
+    shown = [line for line in applied.stderr.splitlines() if "password (shown once)" in line]
+    assert len(shown) == 1
+    password = shown[0].rsplit(": ", 1)[1]
+    conn = await asyncpg.connect(dsn)
+    try:
+        hashed = await conn.fetchval(
+            "SELECT password_hash FROM users WHERE name = 'admin' AND role = 'admin'"
+        )
+    finally:
+        await conn.close()
+    assert hashed.startswith("$argon2") and password not in hashed
 
     again = run(dsn, "--json")
     assert again.returncode == 0 and json.loads(again.stdout) == {"applied": []}
+    assert "password" not in again.stderr
 
     table = run(dsn, "--status")
     lines = table.stdout.splitlines()
