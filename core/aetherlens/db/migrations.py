@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -121,14 +122,17 @@ def rollup_mode(capabilities: CapabilitiesLike) -> str:
 
 
 def default_directory() -> Path:
-    """$AETHERLENS_MIGRATIONS_DIR, else the repository's ``migrations/``, else the packaged copy."""
+    """$AETHERLENS_MIGRATIONS_DIR, else the repository's ``migrations/``, else the installed copy."""
     configured = os.environ.get(ENV_DIRECTORY)
     if configured:
         path = Path(configured)
         if not path.is_dir():
             raise MigrationError(f"{ENV_DIRECTORY}={configured} is not a directory")
         return path
-    candidates = (Path(__file__).parents[3] / "migrations", Path(__file__).parents[1] / "migrations")
+    candidates = (
+        Path(__file__).parents[3] / "migrations",  # a checkout (editable install)
+        Path(sys.prefix) / "share" / "aetherlens" / "migrations",  # a wheel's data files (pyproject)
+    )
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
