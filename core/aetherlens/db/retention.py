@@ -2,14 +2,17 @@
 
 With TimescaleDB (+TSL) retention is a policy per relation; ``apply_retention_settings`` makes the
 policies match ``settings.retention`` at every start (remove + add only where the configured age
-differs). On plain PostgreSQL ``RetentionJob`` deletes rows older than the configured age in bounded
-batches (one short statement per batch, each its own transaction), so neither ingest nor readers wait
-on a long delete. ``cost_calculations`` is billing history and is never expired.
+differs), and ``RetentionJob`` runs a retention or compression policy itself (``CALL run_job``) when
+it has not succeeded within its schedule interval. On plain PostgreSQL ``RetentionJob`` deletes rows
+older than the configured age in bounded batches (one short statement per batch, each its own
+transaction), so neither ingest nor readers wait on a long delete. ``cost_calculations`` is billing
+history and is never expired.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
@@ -93,8 +96,24 @@ async def apply_retention_settings(
     return changed
 
 
+# Retention and compression policies of our relations that have not succeeded within their schedule
+# interval: the scheduler is not getting them done (TimescaleDB 2.22 on PostgreSQL 15.20 fails every
+# scheduled job while CALL run_job works, issue 2), so the job runs them itself. A foreground run_job
+# does not update job_stats, so the job also remembers its own runs.
+_OVERDUE_POLICIES_SQL: Final = """
+SELECT j.job_id, j.proc_name, j.hypertable_name, j.schedule_interval
+FROM timescaledb_information.jobs AS j
+LEFT JOIN timescaledb_information.job_stats AS s USING (job_id)
+WHERE j.proc_name IN ('policy_retention', 'policy_compression')
+  AND j.hypertable_schema = current_schema() AND j.hypertable_name = ANY($1::text[])
+  AND coalesce(s.last_successful_finish, '-infinity') < now() - j.schedule_interval
+ORDER BY j.proc_name DESC, j.job_id
+"""
+
+
 class RetentionJob:
-    """Deletes expired rows on plain PostgreSQL; with TimescaleDB policies do the work."""
+    """Deletes expired rows on plain PostgreSQL; with TimescaleDB policies do the work (and this job
+    runs a policy itself when the scheduler has not managed to within its interval)."""
 
     def __init__(
         self, capabilities: CapabilitiesLike, retention: RetentionLike, *, batch_size: int = 10_000
@@ -104,11 +123,16 @@ class RetentionJob:
         self.capabilities = capabilities
         self.retention = retention
         self.batch_size = batch_size
+        self._policy_runs: dict[int, float] = {}  # job id -> time.monotonic() of our last run_job
 
     async def run_once(self, conn: asyncpg.Connection, now: datetime | None = None) -> dict[str, int]:
-        """One pass over every relation; returns rows (plain) or chunks (hypertable) removed per relation."""
+        """One pass over every relation.
+
+        Returns rows (plain) or chunks (hypertable without TSL) removed per relation; with policies, the
+        overdue policy jobs run per relation.
+        """
         if rollup_mode(self.capabilities) == "continuous_aggregates":
-            return {}  # retention policies (apply_retention_settings) do it
+            return await self._run_overdue_policies(conn)
         moment = now or datetime.now(UTC)
         removed: dict[str, int] = {}
         for target in TARGETS:
@@ -124,6 +148,30 @@ class RetentionJob:
         if any(removed.values()):
             log.info("retention removed %s", ", ".join(f"{n} from {r}" for r, n in removed.items() if n))
         return removed
+
+    async def _run_overdue_policies(self, conn: asyncpg.Connection) -> dict[str, int]:
+        ran: dict[str, int] = {}
+        for row in await conn.fetch(_OVERDUE_POLICIES_SQL, [t.relation for t in TARGETS]):
+            last = self._policy_runs.get(row["job_id"])
+            if last is not None and time.monotonic() - last < row["schedule_interval"].total_seconds():
+                continue
+            try:
+                # CALL run_job commits inside; it must not run in a transaction block.
+                await conn.execute("CALL run_job($1)", row["job_id"])
+            except asyncpg.PostgresError as exc:
+                log.warning(
+                    "%s of %s (job %d) failed: %s",
+                    row["proc_name"],
+                    row["hypertable_name"],
+                    row["job_id"],
+                    exc,
+                )
+                continue
+            self._policy_runs[row["job_id"]] = time.monotonic()
+            ran[row["hypertable_name"]] = ran.get(row["hypertable_name"], 0) + 1
+        if ran:
+            log.info("ran overdue TimescaleDB policies: %s", ", ".join(f"{r} ({n})" for r, n in ran.items()))
+        return ran
 
     async def _delete_batches(self, conn: asyncpg.Connection, target: Target, cutoff: datetime) -> int:
         statement = (

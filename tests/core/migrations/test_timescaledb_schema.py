@@ -94,8 +94,6 @@ async def test_timescaledb_schema_has_hypertables_caggs_compression_and_policies
         jobs = await policies(conn)
         assert cfg(("policy_retention", "metrics"))["drop_after"] == "30 days"
         assert cfg(("policy_retention", "cost_daily"))["drop_after"] == "1000 days"
-        # With policies in place the plain job has nothing to do.
-        assert await RetentionJob(caps, custom).run_once(conn) == {}
     finally:
         await conn.close()
 
@@ -129,6 +127,40 @@ async def test_retention_and_compression_policies_work_when_run(fresh_timescaled
         )
         assert {r["is_compressed"] for r in compressed} == {True, False}  # the 10-day-old chunk only
         assert sorted(await conn.fetchval("SELECT array_agg(value) FROM metrics")) == [1.0, 10.0]
+    finally:
+        await conn.close()
+
+
+async def test_retention_job_runs_policies_the_scheduler_did_not(fresh_timescaledb) -> None:
+    conn = await asyncpg.connect(await fresh_timescaledb())
+    try:
+        caps = await probe(conn)
+        await apply_migrations(conn, caps)
+        await pause_scheduled_jobs(conn)  # as good as the failing scheduler of issue 2
+        await conn.execute(
+            "INSERT INTO metrics (time, device_id, metric_type, value) "
+            "SELECT now() - make_interval(days => d), 'd', 'power', d FROM unnest(ARRAY[200, 10, 1]) AS d"
+        )
+        job = RetentionJob(caps, RetentionSettings())
+        ran = await job.run_once(conn)
+        # metrics: retention + compression; every rollup: its retention policy.
+        assert ran == {
+            "metrics": 2,
+            "metrics_hourly": 1,
+            "metrics_daily": 1,
+            "cost_hourly": 1,
+            "cost_daily": 1,
+        }
+        assert sorted(await conn.fetchval("SELECT array_agg(value) FROM metrics")) == [1.0, 10.0]
+        compressed = await conn.fetchval(
+            "SELECT count(*) FROM timescaledb_information.chunks "
+            "WHERE hypertable_name = 'metrics' AND is_compressed"
+        )
+        assert compressed == 1  # the 10-day-old chunk
+        # Each policy ran just now: none is due again within its schedule interval.
+        assert await job.run_once(conn) == {}
+        # A new job (a restart) runs overdue policies again: foreground runs leave job_stats as it was.
+        assert (await RetentionJob(caps, RetentionSettings()).run_once(conn))["metrics"] == 2
     finally:
         await conn.close()
 
