@@ -2,6 +2,9 @@
 
 Rules (docs/ARCHITECTURE.md, "Schema"):
 
+* Each file runs in one transaction with its ``migration_history`` row, so statements that cannot run
+  inside a transaction (``CREATE INDEX CONCURRENTLY``, ``CALL refresh_continuous_aggregate``) do not
+  belong in migrations.
 * Every applied file is recorded in ``migration_history`` with the sha256 of its bytes; a run refuses to
   start (``MigrationError`` naming the file) when an applied file changed on disk.
 * Two processes starting at once are safe: the whole run holds a session advisory lock, so one applies
