@@ -111,7 +111,7 @@ class Core:
             for d in self.supervisor.extra_metric_types().values()
         )
 
-        rollups = RollupJob(capabilities)
+        rollups = RollupJob(capabilities, raw_retention_days=settings.retention.raw_days)
         retention = RetentionJob(capabilities, settings.retention)
         costs = CostJob(meter_device=settings.site.meter_device, capabilities=capabilities)
         self._jobs = [
