@@ -77,7 +77,9 @@ async def main(devices: int, days: int) -> None:
         await conn.execute(
             "CREATE INDEX metrics_series_time_idx ON metrics (device_id, metric_type, time DESC)"
         )
-        await conn.execute("ANALYZE metrics")
+        # As after any bulk load (and as the rollup job does): statistics, visibility map, BRIN ranges.
+        await conn.execute("VACUUM ANALYZE metrics")
+        await conn.execute("SELECT brin_summarize_new_values('metrics_time_brin')")
         rows = (minutes + 1) * devices
         print(
             f"loaded {rows:,} rows ({devices} devices x {days} days of 1-minute counters) "
