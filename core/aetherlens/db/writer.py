@@ -1,0 +1,538 @@
+"""The metrics writer: group-committed binary COPY into ``metrics``, a durable spool for outages, and
+exactly-once replay.
+
+What an acknowledgement means: ``submit()`` returns only after its rows are committed to PostgreSQL or
+appended *and fsynced* to the spool, so a ``kill -9`` right after loses nothing acknowledged.
+
+Every COPY runs in one transaction together with
+  * ``INSERT INTO ingest_batches (batch_id, row_count)`` — the batch id makes a replay exactly-once: a
+    batch whose id is already there was committed before (e.g. the connection died during COMMIT and the
+    batch went to the spool anyway) and is skipped;
+  * an upsert of ``metrics_latest`` (only when the new time is later), so "latest per device" never scans;
+  * the distinct hour buckets of the batch into ``rollup_pending`` for the rollup job (late data too).
+
+Concurrent submitters are grouped into one COPY (group commit) and all woken when it commits, so many
+small producers still cost one transaction per ``batch_size`` rows or per ``flush_interval``.
+
+Backpressure: at most ``queue_max`` metrics wait in memory. ``submit(wait=True)`` (in-process producers)
+waits for room; ``submit(wait=False)`` / ``try_submit`` (HTTP ingest) raises ``BackpressureError`` with a
+``retry_after`` instead. During an outage batches go to the spool; when the spool reaches
+``spool_max_bytes`` new metrics are refused the same way and waiting producers keep their batch in memory
+until the database returns — acknowledged data is never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import asyncpg
+import orjson
+
+from aetherlens.config import WriterSettings
+from aetherlens.db import ingest_metrics as m
+from aetherlens.db.spool import Row, Spool, SpoolFullError, encode_batch
+from aetherlens.errors import BackpressureError, DatabaseError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Listener", "Row", "Writer"]
+
+Listener = Callable[[Sequence[Row]], object]
+
+COLUMNS: Final = ("time", "device_id", "metric_type", "value", "unit", "tags")
+
+_INSERT_BATCH: Final = """
+INSERT INTO ingest_batches (batch_id, row_count) VALUES ($1, $2)
+ON CONFLICT (batch_id) DO NOTHING RETURNING true
+"""
+
+# Latest values and touched hour buckets in one round trip, inside the COPY's transaction. The bucket
+# mark is DO UPDATE, not DO NOTHING: locking an existing mark keeps the rollup job from consuming it
+# while this transaction's rows are still uncommitted (see migrations/011_rollup_pending.sql).
+_LATEST_AND_BUCKETS: Final = """
+WITH latest AS (
+    INSERT INTO metrics_latest AS l (device_id, metric_type, time, value, unit)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::float8[], $5::text[])
+    ON CONFLICT (device_id, metric_type) DO UPDATE
+        SET time = excluded.time, value = excluded.value, unit = excluded.unit
+        WHERE excluded.time > l.time
+)
+INSERT INTO rollup_pending (bucket) SELECT unnest($6::timestamptz[])
+ON CONFLICT (bucket) DO UPDATE SET marked_at = now()
+"""
+
+# Errors that mean "the database is not there right now" (spool and retry), as opposed to errors about
+# the statement itself. TimeoutError and ConnectionError are OSErrors.
+_OUTAGE_ERRORS: Final = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.ReadOnlySQLTransactionError,
+)
+
+
+class Unreachable(Exception):
+    """The database could not be reached (the wrapped error says why)."""
+
+
+_OUTAGE: Final = (Unreachable, *_OUTAGE_ERRORS)
+
+_REPLAY_CHUNK: Final = 4  # spool batches replayed between two live flushes, so new data is not starved
+_COPY_TIMEOUT: Final = 120.0
+
+
+@dataclass(slots=True, eq=False)
+class _Request:
+    rows: Sequence[Row]
+    future: asyncio.Future[None]
+    wait: bool  # an in-process producer: keep it waiting in memory rather than refuse it
+    deadline: float  # monotonic time by which it is flushed
+
+
+def hour_buckets(rows: Sequence[Row]) -> list[datetime]:
+    """Distinct UTC hours touched by ``rows`` (cheap when a batch stays within one hour)."""
+    times = [r[0] for r in rows]
+    lo, hi = int(min(times).timestamp()) // 3600, int(max(times).timestamp()) // 3600
+    hours = {lo, hi} if hi - lo <= 1 else {int(t.timestamp()) // 3600 for t in times}
+    return [datetime.fromtimestamp(h * 3600, UTC) for h in sorted(hours)]
+
+
+def latest_per_series(rows: Sequence[Row]) -> list[Row]:
+    """The newest row of each (device_id, metric_type) in ``rows``, sorted by key (stable lock order)."""
+    latest: dict[tuple[str, str], Row] = {}
+    get = latest.get
+    for row in rows:
+        key = (row[1], row[2])
+        cur = get(key)
+        if cur is None or row[0] > cur[0]:
+            latest[key] = row
+    return [latest[k] for k in sorted(latest)]
+
+
+class Writer:
+    """Batched binary COPY with group commit, spool-on-outage and exactly-once replay."""
+
+    def __init__(
+        self,
+        pool_or_dsn: asyncpg.Pool | str,
+        settings: WriterSettings,
+        spool_dir: Path | str,
+        *,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self._pool = pool_or_dsn if isinstance(pool_or_dsn, asyncpg.Pool) else None
+        self._dsn = pool_or_dsn if isinstance(pool_or_dsn, str) else None
+        self.settings = settings
+        self._connect_timeout = connect_timeout
+        self._spool = Spool(Path(spool_dir), settings.spool_max_bytes)
+        self._conn: asyncpg.Connection | None = None
+        self._tags_as_objects: bool | None = None  # jsonb codec of a foreign pool, probed once
+        self._pending: deque[_Request] = deque()
+        self._pending_rows = 0
+        self._depth = 0  # rows accepted but not yet committed or spooled (pending + in flight)
+        self._wake = asyncio.Event()
+        self._space = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._listeners: list[Listener] = []
+        # Outage state: None = not tried yet.
+        self._db_up: bool | None = None
+        self._retry_at = 0.0
+        self._backoff = settings.retry_initial
+        self._last_flush: datetime | None = None
+        self._last_error: str | None = None
+        self._spool_full = False
+        self._replay_blocked_until = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the spool (verifying it, cutting a torn tail) and start the flush task; a non-empty spool
+        is replayed as soon as the database answers."""
+        await asyncio.to_thread(self._spool.open)
+        m.SPOOL_BYTES.set(self._spool.total_bytes)
+        self._task = asyncio.create_task(self._run(), name="aetherlens-writer")
+
+    async def close(self) -> None:
+        """Flush what is queued (to PostgreSQL, or the spool), then stop. Idempotent."""
+        if self._task is None:
+            return
+        self._closing = True
+        self._wake.set()
+        self._space.set()
+        try:
+            await self._task
+        finally:
+            self._task = None
+            self._spool.close()
+            await self._drop_connection()
+
+    async def __aenter__(self) -> Writer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- producers -------------------------------------------------------------------------------------
+    async def submit(self, rows: Sequence[Row], *, wait: bool = True) -> None:
+        """Queue ``rows`` and return once they are committed or fsynced to the spool.
+
+        With ``wait=False`` a full queue (or a full spool during an outage) raises BackpressureError at
+        once instead of waiting for room; the rows are then not taken.
+        """
+        if not rows:
+            return
+        if self._task is None or self._closing:
+            raise DatabaseError("the writer is not running")
+        n = len(rows)
+        while self._is_full(n):
+            if not wait:
+                cause = "spool_full" if self._refusing() else "queue_full"
+                m.REFUSED.labels(cause).inc(n)
+                raise BackpressureError(
+                    "the write queue is full"
+                    if cause == "queue_full"
+                    else "the database is unreachable and the spool is full (writer.spool_max_bytes)",
+                    retry_after=self._retry_after(),
+                )
+            self._space.clear()
+            await self._space.wait()
+            if self._closing:
+                raise DatabaseError("the writer is shutting down")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Request(rows, future, wait, time.monotonic() + self.settings.flush_interval))
+        self._pending_rows += n
+        self._depth += n
+        m.QUEUE_DEPTH.set(self._depth)
+        if self._pending_rows >= self.settings.batch_size or len(self._pending) == 1:
+            self._wake.set()
+        # Shielded: a cancelled submitter must not cancel a batch others share; its rows still land.
+        await asyncio.shield(future)
+
+    async def try_submit(self, rows: Sequence[Row]) -> None:
+        """``submit(rows, wait=False)``: for HTTP ingest, which answers 503 + Retry-After instead."""
+        await self.submit(rows, wait=False)
+
+    def _is_full(self, n: int) -> bool:
+        if self._refusing():
+            return True
+        # A batch larger than the whole queue is still taken when the queue is empty.
+        return self._depth > 0 and self._depth + n > self.settings.queue_max
+
+    def _refusing(self) -> bool:
+        return self._spool_full and self._db_up is False
+
+    def _retry_after(self) -> float:
+        if self._db_up is False:
+            return max(1.0, round(self._retry_at - time.monotonic(), 1))
+        return max(1.0, self.settings.flush_interval)
+
+    # -- listeners -------------------------------------------------------------------------------------
+    def add_listener(self, callback: Listener) -> None:
+        """Call ``callback(rows)`` with every committed batch (live and replayed). It runs on the event loop
+        after the commit, never inside the writer's flush; exceptions are logged, not propagated. A
+        coroutine function is scheduled as a task. Listeners must not block: queue and return."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Listener) -> None:
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
+    def _notify(self, rows: Sequence[Row]) -> None:
+        loop = asyncio.get_running_loop()
+        for callback in self._listeners:
+            loop.call_soon(self._call_listener, callback, rows)
+
+    def _call_listener(self, callback: Listener, rows: Sequence[Row]) -> None:
+        try:
+            result = callback(rows)
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                task.add_done_callback(self._listener_task_done)
+        except Exception:
+            log.exception("metrics listener %r failed", callback)
+
+    @staticmethod
+    def _listener_task_done(task: asyncio.Future[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("metrics listener task failed", exc_info=task.exception())
+
+    # -- health ----------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return {
+            "queue_depth": self._depth,
+            "queue_max": self.settings.queue_max,
+            "spool_bytes": self._spool.total_bytes,
+            "spool_batches": self._spool.pending_batches,
+            "spool_full": self._spool_full,
+            "db_reachable": self._db_up,
+            "last_flush": self._last_flush.isoformat() if self._last_flush else None,
+            "last_error": self._last_error,
+            "running": self._task is not None and not self._task.done(),
+        }
+
+    # -- the flush task --------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            if self._closing and not self._pending:
+                return
+            # Decided from state, never from the event alone: a wake-up set while we were flushing is
+            # cleared here, so everything it could signal must be visible in the state.
+            timeout = self._next_timeout()
+            if timeout is None or timeout > 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+            if self._closing and not self._pending:
+                return
+            try:
+                if not self._spool.empty and self._may_replay():
+                    await self._replay(_REPLAY_CHUNK)
+                if self._pending and self._flush_due():
+                    await self._flush(self._take_batch())
+            except Exception:  # the writer must outlive any single failure; the error is reported
+                log.exception("writer flush failed")
+                await asyncio.sleep(self.settings.retry_initial)
+
+    def _next_timeout(self) -> float | None:
+        now = time.monotonic()
+        waits: list[float] = []
+        if self._pending:
+            if self._closing:
+                return 0.0
+            if self._flush_due_ignoring_outage():
+                # Due, but with the spool full in an outage there is nowhere to put it before the retry.
+                waits.append(self._retry_at - now if self._refusing() else 0.0)
+            else:
+                waits.append(self._pending[0].deadline - now)
+        if not self._spool.empty:
+            waits.append(max(self._replay_blocked_until, 0.0 if self._db_up else self._retry_at) - now)
+        return max(0.0, min(waits)) if waits else None
+
+    def _flush_due_ignoring_outage(self) -> bool:
+        return (
+            self._closing
+            or self._pending_rows >= self.settings.batch_size
+            or self._pending[0].deadline <= time.monotonic()
+        )
+
+    def _flush_due(self) -> bool:
+        if not self._flush_due_ignoring_outage():
+            return False
+        return not self._refusing() or self._may_try_db() or self._closing
+
+    def _may_replay(self) -> bool:
+        return self._may_try_db() and time.monotonic() >= self._replay_blocked_until
+
+    def _may_try_db(self) -> bool:
+        return self._db_up is not False or time.monotonic() >= self._retry_at
+
+    def _take_batch(self) -> list[_Request]:
+        batch = [self._pending.popleft()]
+        total = len(batch[0].rows)
+        while self._pending and total + len(self._pending[0].rows) <= self.settings.batch_size:
+            request = self._pending.popleft()
+            batch.append(request)
+            total += len(request.rows)
+        self._pending_rows -= total
+        return batch
+
+    def _settle(self, batch: list[_Request], error: BaseException | None = None) -> None:
+        done = 0
+        for request in batch:
+            done += len(request.rows)
+            if not request.future.done():
+                if error is None:
+                    request.future.set_result(None)
+                else:
+                    request.future.set_exception(error)
+        self._depth -= done
+        m.QUEUE_DEPTH.set(self._depth)
+        self._space.set()
+
+    async def _flush(self, batch: list[_Request]) -> None:
+        rows: list[Row] = []
+        for request in batch:
+            rows.extend(request.rows)
+        batch_id = uuid.uuid4()
+        if self._may_try_db():
+            try:
+                await self._apply(batch_id, rows)
+            except _OUTAGE as exc:
+                self._mark_down(exc)
+            except asyncpg.PostgresError as exc:
+                # About the statement, not the connection: not acknowledged, the caller hears why.
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                log.error("metrics batch of %d rows failed: %s", len(rows), exc)
+                self._settle(batch, DatabaseError(f"writing metrics failed: {exc}"))
+                return
+            else:
+                m.INGESTED.inc(len(rows))
+                self._settle(batch)
+                self._notify(rows)
+                return
+        await self._spool_batch(batch, batch_id, rows)
+
+    async def _spool_batch(self, batch: list[_Request], batch_id: uuid.UUID, rows: list[Row]) -> None:
+        record = encode_batch(batch_id, rows)
+        try:
+            await asyncio.to_thread(self._spool.append, record)
+        except SpoolFullError as exc:
+            self._spool_full = True
+            self._last_error = exc.message
+            waiting = [r for r in batch if r.wait]
+            refused = [r for r in batch if not r.wait]
+            if refused:
+                m.REFUSED.labels("spool_full").inc(sum(len(r.rows) for r in refused))
+                self._settle(refused, BackpressureError(exc.message, retry_after=self._retry_after()))
+            # In-process producers keep waiting; their batch goes back to the front, in order.
+            if self._closing:
+                self._settle(waiting, BackpressureError(exc.message, retry_after=self._retry_after()))
+            else:
+                for request in reversed(waiting):
+                    self._pending.appendleft(request)
+                    self._pending_rows += len(request.rows)
+            return
+        except OSError as exc:
+            log.error("cannot write the spool: %s", exc)
+            self._last_error = f"spool write failed: {exc}"
+            self._settle(batch, DatabaseError(f"database unreachable and the spool cannot be written: {exc}"))
+            return
+        m.SPOOLED.inc(len(rows))
+        m.SPOOL_BYTES.set(self._spool.total_bytes)
+        self._settle(batch)
+
+    async def _replay(self, limit: int) -> None:
+        for _ in range(limit):
+            record = await asyncio.to_thread(self._spool.peek)
+            if record is None:
+                return
+            try:
+                applied = await self._apply(record.batch_id, record.rows)
+            except _OUTAGE as exc:
+                self._mark_down(exc)
+                return
+            except asyncpg.PostgresError as exc:
+                # The record stays first in line; retry later rather than drop acknowledged data. Live
+                # batches keep going straight to the database meanwhile.
+                self._replay_blocked_until = time.monotonic() + self.settings.retry_max
+                self._last_error = f"replay: {type(exc).__name__}: {exc}"
+                log.error("replaying spooled batch %s failed (kept, will retry): %s", record.batch_id, exc)
+                return
+            await asyncio.to_thread(self._spool.consume, record)
+            if self._spool_full:
+                self._spool_full = False
+                self._space.set()  # producers held back by the full spool may go on
+            m.SPOOL_BYTES.set(self._spool.total_bytes)
+            if applied:
+                m.REPLAYED.inc(len(record.rows))
+                m.INGESTED.inc(len(record.rows))
+                self._notify(record.rows)
+            else:
+                log.info("spooled batch %s was already committed; skipped", record.batch_id)
+            if self._spool.empty:
+                log.info("spool drained")
+
+    # -- database --------------------------------------------------------------------------------------
+    async def _apply(self, batch_id: uuid.UUID, rows: Sequence[Row]) -> bool:
+        """One transaction: batch id, COPY, latest values, rollup buckets. False if already applied."""
+        started = time.perf_counter()
+        if self._pool is not None:
+            try:
+                conn = await self._pool.acquire(timeout=self._connect_timeout)
+            except Exception as exc:
+                raise Unreachable(exc) from exc
+            try:
+                applied = await self._apply_on(conn, batch_id, await self._rows_for_pool(conn, rows))
+            finally:
+                await self._pool.release(conn)
+        else:
+            conn = await self._connection()
+            try:
+                applied = await self._apply_on(conn, batch_id, rows)
+            except _OUTAGE_ERRORS:
+                await self._drop_connection()
+                raise
+        m.FLUSH_SECONDS.observe(time.perf_counter() - started)
+        self._mark_up()
+        return applied
+
+    async def _apply_on(self, conn: asyncpg.Connection, batch_id: uuid.UUID, rows: Sequence[Row]) -> bool:
+        latest = latest_per_series(rows)
+        buckets = hour_buckets(rows)
+        async with conn.transaction():
+            if not await conn.fetchval(_INSERT_BATCH, batch_id, len(rows)):
+                return False
+            await conn.copy_records_to_table("metrics", records=rows, columns=COLUMNS, timeout=_COPY_TIMEOUT)
+            await conn.execute(
+                _LATEST_AND_BUCKETS,
+                [r[1] for r in latest],
+                [r[2] for r in latest],
+                [r[0] for r in latest],
+                [r[3] for r in latest],
+                [r[4] for r in latest],
+                buckets,
+            )
+        return True
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            assert self._dsn is not None
+            try:
+                self._conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+            except Exception as exc:
+                # Whatever stops us connecting (server down or starting, database or role missing) is
+                # an outage to ride out with the spool, not a reason to refuse acknowledged data.
+                raise Unreachable(exc) from exc
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.terminate()
+
+    async def _rows_for_pool(self, conn: asyncpg.Connection, rows: Sequence[Row]) -> Sequence[Row]:
+        """Rows carry tags as JSON text (asyncpg's own jsonb codec). A pool whose connections encode
+        jsonb from Python objects (an orjson codec) needs objects instead; probe that once."""
+        if self._tags_as_objects is None:
+            try:
+                await conn.fetchval("SELECT $1::jsonb IS NOT NULL", {"probe": "x"})
+                self._tags_as_objects = True
+            except (TypeError, asyncpg.DataError):
+                self._tags_as_objects = False
+        if not self._tags_as_objects:
+            return rows
+        loads = orjson.loads
+        return [r if r[5] is None else (*r[:5], loads(r[5])) for r in rows]
+
+    def _mark_up(self) -> None:
+        if self._db_up is False:
+            log.info("database reachable again; spool holds %d batches", self._spool.pending_batches)
+        self._db_up = True
+        self._space.set()  # no longer refusing: wake producers that waited for the database
+        self._backoff = self.settings.retry_initial
+        self._last_flush = datetime.now(UTC)
+
+    def _mark_down(self, exc: BaseException) -> None:
+        delay = self._backoff
+        self._backoff = min(self._backoff * 2, self.settings.retry_max)
+        self._retry_at = time.monotonic() + delay
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        if self._db_up is not False:
+            log.warning("database unreachable (%s); spooling to %s", self._last_error, self._spool.directory)
+        self._db_up = False
