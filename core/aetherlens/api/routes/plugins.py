@@ -58,7 +58,7 @@ async def _detail(ctx: ApiContext, plugin_id: str) -> dict[str, Any]:
     if row is not None:
         plain = row.config
         names = sorted(box.decrypt(ctx.settings, await q.secrets_blob(ctx.pool, plugin_id)))
-    return {**status, "config": box.redact(plain, names), "secrets": names}
+    return {**status, "config": {**plain, **dict.fromkeys(names, box.REDACTED)}, "secrets": names}
 
 
 @route("GET", "/api/v1/plugins", scope="read", response=PluginList, summary="Plugins and their health")
