@@ -132,7 +132,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return from_http_exception(exc, request)
-    except _DATABASE_GONE as exc:
+    except Exception as exc:
+        return _unexpected(exc, request)
+
+
+def _unexpected(exc: Exception, request: web.Request) -> web.Response:
+    if isinstance(exc, asyncpg.DataError) and type(exc) is not asyncpg.DataError:
+        # PostgreSQL's class 22 (a value out of range, an impossible date ...): the input is at fault.
+        # (Plain DataError is asyncpg's client-side argument encoding: a bug, so a 500 below.)
+        return error_response(400, "invalid_value", f"a value was refused by the database: {exc.message}")
+    if isinstance(exc, _DATABASE_GONE):
         # The database went away mid-request: a temporary condition, not a bug.
         log.warning("database unavailable in %s %s: %s", request.method, request.path, type(exc).__name__)
         return error_response(
@@ -141,10 +150,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "the database is not reachable right now; retry later",
             headers={"Retry-After": "5"},
         )
-    except Exception:
-        # Internals stay in the log; the client gets the request id to quote.
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        request_id = request_id_var.get() or "-"
-        return error_response(
-            500, "internal_error", f"internal error (request id {request_id})", {"request_id": request_id}
-        )
+    # Internals stay in the log; the client gets the request id to quote.
+    log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+    request_id = request_id_var.get() or "-"
+    return error_response(
+        500, "internal_error", f"internal error (request id {request_id})", {"request_id": request_id}
+    )

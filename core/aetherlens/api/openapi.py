@@ -71,7 +71,7 @@ def build_document(specs: Iterable[RouteSpec], *, version: str) -> dict[str, Any
         if spec.description:
             op["description"] = spec.description
         params: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+            {"name": name, "in": "path", "required": True, "schema": _path_schema(spec, name)}
             for name in spec.path_params
         ]
         if spec.query is not None:
@@ -139,6 +139,14 @@ def build_document(specs: Iterable[RouteSpec], *, version: str) -> dict[str, Any
             },
         },
     }
+
+
+def _path_schema(spec: RouteSpec, name: str) -> dict[str, Any]:
+    regex = spec.path_patterns.get(name)
+    if regex is None:
+        # aiohttp's default segment: anything but a slash.
+        return {"type": "string", "minLength": 1, "pattern": "^[^/]+$"}
+    return {"type": "string", "pattern": f"^(?:{regex})$"}
 
 
 def _openapi_path(path: str) -> str:

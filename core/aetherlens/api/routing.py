@@ -12,6 +12,7 @@ declares a public route, ``scope="any"`` any authenticated caller.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from aetherlens.errors import ValidationError
 
 Scope = Literal["read", "ingest", "write", "control", "admin", "any"] | None
 RateLimit = Literal["ip", "principal", "none"]
-_PATH_PARAM: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}")
+_PATH_PARAM: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 
 
 class ApiModel(BaseModel):
@@ -87,6 +88,7 @@ class RouteSpec:
     errors: tuple[int, ...] = ()  # extra documented error statuses (404, 409, ...)
     operation_id: str = ""
     path_params: tuple[str, ...] = field(default=())
+    path_patterns: dict[str, str] = field(default_factory=dict)  # name -> aiohttp regex, when given
     body_adapter: TypeAdapter[Any] | None = None
     response_adapter: TypeAdapter[Any] | None = None
 
@@ -140,7 +142,8 @@ class RouteTable:
                 content_type=content_type,
                 errors=tuple(errors),
                 operation_id=fn.__name__,
-                path_params=tuple(_PATH_PARAM.findall(path)),
+                path_params=tuple(name for name, _ in _PATH_PARAM.findall(path)),
+                path_patterns={name: regex for name, regex in _PATH_PARAM.findall(path) if regex},
                 body_adapter=TypeAdapter(body) if body is not None else None,
                 response_adapter=TypeAdapter(response) if response is not None else None,
             )
@@ -181,7 +184,33 @@ def describe_errors(exc: pydantic.ValidationError, where: str) -> tuple[str, lis
     return "invalid request: " + "; ".join(parts), items
 
 
+def _reject_nul(where: str, value: str) -> None:
+    # PostgreSQL text cannot hold U+0000; refuse it at the edge with a clear message instead of
+    # letting a query fail deep inside a handler.
+    if "\x00" in value:
+        raise ValidationError(
+            f"'{where}' contains a NUL character, which is not allowed",
+            details={"errors": [{"field": where, "type": "nul_character"}]},
+        )
+
+
+def _check_nul_tree(value: Any, where: str) -> None:
+    if isinstance(value, str):
+        _reject_nul(where, value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _reject_nul(where, k)
+            _check_nul_tree(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_nul_tree(v, f"{where}.{i}")
+
+
 def _parse_query(spec: RouteSpec, request: web.Request) -> Any:
+    for key, value in request.query.items():
+        _reject_nul(f"query.{key}", key + value)
+    for key, value in request.match_info.items():
+        _reject_nul(f"path.{key}", value)
     if spec.query is None:
         if request.query:
             names = ", ".join(sorted(set(request.query)))
@@ -221,6 +250,9 @@ async def _parse_body(spec: RouteSpec, request: web.Request) -> Any:
         if not spec.body_required:
             return None
         raise ValidationError("request body is required (JSON)", details={"errors": [{"field": "body"}]})
+    if b"\\u0000" in raw:  # only then can a decoded string hold NUL: find and name it
+        with contextlib.suppress(orjson.JSONDecodeError):  # malformed JSON is reported precisely below
+            _check_nul_tree(orjson.loads(raw), "body")
     try:
         # JSON-mode strict: "5" is not an int and 1 is not a string, while ISO strings still become
         # datetimes/UUIDs as the schema says.

@@ -162,3 +162,38 @@ async def test_cors_only_for_configured_origins(make_api: MakeApi) -> None:
     assert "Authorization" in resp.headers["Access-Control-Allow-Headers"]
     resp = await api.client.get("/api/v1/info", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+async def test_request_id_on_every_log_line_of_a_request(make_api: MakeApi, capsys: Any) -> None:
+    import logging
+
+    from aetherlens.obs import JsonFormatter
+
+    api = await make_api(extra_routes=(probe_routes,))
+    h = await api.headers("viewer")
+    records: list[logging.LogRecord] = []
+    formatted: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+            formatted.append(JsonFormatter().format(record))  # formatted in the request's context
+
+    handler = Capture()
+    logger = logging.getLogger("aetherlens")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        await api.client.get("/api/v1/_boom", headers={**h, "X-Request-ID": "trace-42"})
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    import json
+
+    lines = [json.loads(f) for f in formatted]
+    assert {line["logger"] for line in lines} >= {"aetherlens.api", "aetherlens.api.access"}
+    assert all(line.get("request_id") == "trace-42" for line in lines), lines
+    access = next(line for line in lines if line["logger"] == "aetherlens.api.access")
+    assert access["status"] == 500 and access["path"] == "/api/v1/_boom" and access["method"] == "GET"
+    assert access["principal"].startswith("user:")

@@ -1,5 +1,5 @@
 // A small, self-contained renderer of /api/v1/openapi.json (no CDN, no inline script: the page's CSP
-// allows only same-origin scripts). Builds the DOM with textContent, never innerHTML.
+// allows only same-origin scripts). Builds the DOM node by node from text, never from HTML strings.
 "use strict";
 
 function el(tag, attrs, ...children) {
