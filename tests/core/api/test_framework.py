@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from aetherlens.api.routing import ApiModel, Call, RouteTable
+from aetherlens.errors import BackpressureError, ConflictError
 
 from .conftest import MakeApi
 
@@ -47,6 +48,16 @@ async def probe_post(call: Call[None, ProbeBody]) -> dict[str, Any]:
 @probe_routes.route("GET", "/api/v1/_boom", scope="read", summary="raises")
 async def probe_boom(call: Call[None, None]) -> None:
     raise RuntimeError("secret internals")
+
+
+@probe_routes.route("POST", "/api/v1/_full", scope="ingest", summary="queue full")
+async def probe_full(call: Call[None, None]) -> None:
+    raise BackpressureError("write queue is full", retry_after=2.5)
+
+
+@probe_routes.route("GET", "/api/v1/_conflict", scope="read", summary="typed error")
+async def probe_conflict(call: Call[None, None]) -> None:
+    raise ConflictError("already there", details={"id": "x"})
 
 
 def assert_envelope(data: Any, code: str) -> dict[str, Any]:
@@ -197,3 +208,33 @@ async def test_request_id_on_every_log_line_of_a_request(make_api: MakeApi, caps
     access = next(line for line in lines if line["logger"] == "aetherlens.api.access")
     assert access["status"] == 500 and access["path"] == "/api/v1/_boom" and access["method"] == "GET"
     assert access["principal"].startswith("user:")
+
+
+async def test_typed_errors_map_to_status_and_code(make_api: MakeApi) -> None:
+    api = await make_api(extra_routes=(probe_routes,))
+    key = {"Authorization": f"Bearer {await api.key(['ingest', 'read'])}"}
+    resp = await api.client.post("/api/v1/_full", headers=key)
+    assert resp.status == 503
+    assert resp.headers["Retry-After"] == "3"
+    assert assert_envelope(await resp.json(), "queue_full")["details"] == {"retry_after": 2.5}
+    resp = await api.client.get("/api/v1/_conflict", headers=key)
+    assert resp.status == 409
+    assert assert_envelope(await resp.json(), "conflict")["details"] == {"id": "x"}
+
+
+async def test_nul_characters_are_refused_at_the_edge(make_api: MakeApi) -> None:
+    api = await make_api(extra_routes=(probe_routes,))
+    h = await api.headers("viewer")
+    resp = await api.client.get("/api/v1/_probe", params={"tag": "a\x00b"}, headers=h)
+    assert resp.status == 400
+    assert "query.tag" in assert_envelope(await resp.json(), "validation_error")["message"]
+    resp = await api.client.post("/api/v1/_probe", data=b'{"name": "a\\u0000", "count": 1}', headers=h)
+    assert resp.status == 400
+    assert "body.name" in assert_envelope(await resp.json(), "validation_error")["message"]
+
+
+async def test_stream_without_websocket_upgrade_is_an_enveloped_400(make_api: MakeApi) -> None:
+    api = await make_api()
+    resp = await api.client.get("/api/v1/stream")
+    assert resp.status == 400
+    assert_envelope(await resp.json(), "bad_request")
