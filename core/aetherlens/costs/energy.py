@@ -24,7 +24,9 @@ from typing import Any
 from aetherlens.costs.engine import ZERO, Slot, TariffVersion, floor_time
 
 WORK_MEM = "64MB"  # a constant, never user input
-EDGE = dt.timedelta(days=2)  # readings this far outside the range bound its first and last interval
+# Readings this far past the range close its last interval. None are needed before it: an interval
+# that starts before the range is not the range's (it is priced where it starts).
+EDGE = dt.timedelta(days=2)
 
 # One pass over the readings: slot sums (kind 's') and the intervals longer than a slot (kind 'l'),
 # which demand spreads over their real duration and which may be gaps. The CTE is computed once.
@@ -33,7 +35,7 @@ WITH r AS (
     SELECT device_id, metric_type, time, value,
            lag(time) OVER w AS t0, lag(value) OVER w AS v0
     FROM metrics
-    WHERE metric_type = ANY($1::text[]) AND time >= $2::timestamptz - $4::interval
+    WHERE metric_type = ANY($1::text[]) AND time >= $2::timestamptz
       AND time < $3::timestamptz + $4::interval
       AND ($5::text[] IS NULL OR device_id = ANY($5::text[]))
     WINDOW w AS (PARTITION BY device_id COLLATE "C", metric_type COLLATE "C" ORDER BY time)
@@ -57,7 +59,7 @@ WITH r AS (
     SELECT device_id, time, value AS p1,
            lag(time) OVER w AS t0, lag(value) OVER w AS p0
     FROM metrics
-    WHERE metric_type = 'power' AND time >= $1::timestamptz - $3::interval
+    WHERE metric_type = 'power' AND time >= $1::timestamptz
       AND time < $2::timestamptz + $3::interval
       AND device_id <> ALL($4::text[])
       AND ($5::text[] IS NULL OR device_id = ANY($5::text[]))
@@ -82,7 +84,7 @@ _POWER_GAPS_SQL = """
 WITH r AS (
     SELECT device_id, time, lag(time) OVER w AS t0
     FROM metrics
-    WHERE metric_type = 'power' AND time >= $1::timestamptz - $3::interval
+    WHERE metric_type = 'power' AND time >= $1::timestamptz
       AND time < $2::timestamptz + $3::interval
       AND device_id <> ALL($4::text[])
       AND ($5::text[] IS NULL OR device_id = ANY($5::text[]))

@@ -27,7 +27,7 @@ from aetherlens.costs.hourly import PEAK_WINDOWS, HourlyEnergy, read_stored, wri
 
 log = logging.getLogger(__name__)
 HOUR = dt.timedelta(hours=1)
-CHUNK = dt.timedelta(days=7)
+CHUNK = dt.timedelta(days=28)  # the read-ahead past a chunk (energy.EDGE) stays a small share
 OVERLAP = dt.timedelta(hours=2)
 
 
