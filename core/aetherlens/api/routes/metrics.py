@@ -17,7 +17,6 @@ from aetherlens.api.routing import Call, route
 from aetherlens.api.schemas.metrics import (
     MAX_INGEST_METRICS,
     CurrentOut,
-    IngestBody,
     IngestResult,
     MetricsQuery,
     SeriesOut,
@@ -67,7 +66,8 @@ def parse_envelope(raw: bytes) -> list[Any]:
     errors=(400, 413, 503),
     summary="Ingest a batch of metrics",
     description=(
-        'Body: `{"metrics": [...]}` (see IngestBody), at most 100,000 metrics. 200 even when some or all '
+        'Body: `{"metrics": [{"time", "device_id", "metric_type", "value", "unit"?, "tags"?}]}`, at most '
+        "100,000 metrics. 200 even when some or all "
         "metrics are rejected (each by index with a reason); 400 only for a bad envelope; 503 with "
         "Retry-After while the write queue is full. A 200 means every accepted metric is committed or "
         "durably spooled."
@@ -85,11 +85,6 @@ async def ingest_metrics(call: Call[None, None]) -> web.Response:
             "rejected": [{"index": r.index, "reason": r.reason} for r in result.rejected],
         }
     )
-
-
-# The ingest body is parsed by the handler (above), so it is attached to the spec for the OpenAPI
-# document only; the spec's adapter stays unset so the framework does not parse it a second time.
-INGEST_BODY_MODEL = IngestBody
 
 
 @route(
