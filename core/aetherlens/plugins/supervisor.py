@@ -30,7 +30,7 @@ log = logging.getLogger("aetherlens.plugins")
 NOTIFY_CHANNEL: Final = "aetherlens_plugins"
 
 _UPSERT_STATUS: Final = """
-INSERT INTO plugins (id, enabled, status, updated_at) VALUES ($1, $2, $3, now())
+INSERT INTO plugins (id, enabled, status, updated_at) VALUES ($1, $2, $3::text::jsonb, now())
 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, updated_at = now()
 """
 
@@ -56,14 +56,18 @@ class Supervisor:
         self._listener: Any = None
         self._persist_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stored: dict[str, dict[str, Any]] = {}  # config set through the API (PUT /plugins/{id}/config)
+        self._stored_enabled: dict[str, bool] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.discovered = self._given if self._given is not None else discover(self.settings)
+        if self.pool is not None:
+            await self._load_stored_config()
         for plugin_id, plugin in sorted(self.discovered.items()):
             if self._enabled(plugin):
                 try:
-                    self._load(plugin)
+                    self._load(plugin, self._stored.get(plugin_id))
                 except PluginError as exc:
                     self.problems[plugin_id] = exc.message
                     log.error(
@@ -90,7 +94,25 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 await self.persist_status()
 
+    async def _load_stored_config(self) -> None:
+        """Config saved through the API outlives a restart: it overlays ``plugins.<id>.config``."""
+        from aetherlens.api import plugin_secrets  # the one place secrets are decrypted
+
+        rows = await self.pool.fetch(
+            "SELECT id, enabled, config, secrets FROM plugins"
+            " WHERE config <> '{}'::jsonb OR secrets IS NOT NULL"
+        )
+        for row in rows:
+            configured = self.settings.plugins.get(row["id"])
+            base = dict(configured.config) if configured else {}
+            config = row["config"] if isinstance(row["config"], dict) else orjson.loads(row["config"])
+            secrets = plugin_secrets.decrypt(self.settings, row["secrets"])
+            self._stored[row["id"]] = {**base, **config, **secrets}
+            self._stored_enabled[row["id"]] = bool(row["enabled"])
+
     def _enabled(self, plugin: DiscoveredPlugin) -> bool:
+        if plugin.id in self._stored_enabled:
+            return self._stored_enabled[plugin.id]
         configured = self.settings.plugins.get(plugin.id)
         if configured is not None and configured.enabled is not None:
             return configured.enabled

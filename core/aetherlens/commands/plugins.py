@@ -1,0 +1,245 @@
+"""``aetherlens plugins list|status|restart ID|validate PATH|keygen|sign PATH``.
+
+``list`` and ``validate`` read the disk only. ``status`` reads what the running core's supervisor last
+wrote to the ``plugins`` table; ``restart`` asks that supervisor over PostgreSQL NOTIFY on channel
+``aetherlens_plugins``. ``keygen`` and ``sign`` are for publishers of third-party plugins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from aetherlens.config import Settings
+from aetherlens.errors import NotFoundError, PluginError
+from aetherlens.plugins.discovery import DiscoveredPlugin, discover, inspect_directory
+from aetherlens.plugins.manifest import validate_config
+from aetherlens.plugins.signing import generate_keypair, load_private_key, public_key_text, sign_directory
+from aetherlens.plugins.supervisor import NOTIFY_CHANNEL
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("plugins", help="plugin management and signing")
+    sub = parser.add_subparsers(dest="plugins_command", metavar="ACTION", required=True)
+
+    listing = sub.add_parser("list", help="discovered plugins: source, version, enabled, verification")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_list)
+
+    status = sub.add_parser("status", help="health of the plugins of the running core")
+    status.add_argument("id", nargs="?")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_status)
+
+    restart = sub.add_parser("restart", help="ask the running core to restart a plugin's process")
+    restart.add_argument("id")
+    restart.set_defaults(handler=_restart)
+
+    validate = sub.add_parser("validate", help="check a plugin directory: manifest, config, signature")
+    validate.add_argument("path", type=Path)
+    validate.add_argument("--json", action="store_true")
+    validate.set_defaults(handler=_validate)
+
+    keygen = sub.add_parser("keygen", help="make an ed25519 key pair for signing plugins")
+    keygen.add_argument("--output", type=Path, help="write the private key here (mode 0600)")
+    keygen.set_defaults(handler=_keygen)
+
+    sign = sub.add_parser("sign", help="sign a plugin directory (writes plugin.sig)")
+    sign.add_argument("path", type=Path)
+    sign.add_argument("--key", type=Path, required=True, help="private key file from 'plugins keygen'")
+    sign.add_argument("--publisher", help="publisher name (default: the manifest's 'publisher')")
+    sign.set_defaults(handler=_sign)
+
+
+def _enabled(plugin: DiscoveredPlugin, settings: Settings) -> bool:
+    configured = settings.plugins.get(plugin.id)
+    if configured is not None and configured.enabled is not None:
+        return configured.enabled
+    return plugin.manifest is not None and plugin.manifest.default_enabled
+
+
+def _describe(plugin: DiscoveredPlugin, settings: Settings) -> dict[str, Any]:
+    return {
+        "id": plugin.id,
+        "name": plugin.manifest.name if plugin.manifest else None,
+        "version": plugin.manifest.version if plugin.manifest else None,
+        "source": plugin.source,
+        "path": str(plugin.directory),
+        "enabled": _enabled(plugin, settings),
+        "verification": plugin.verification.status,
+        "capabilities": list(plugin.manifest.capabilities) if plugin.manifest else [],
+        "problem": plugin.problem,
+    }
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    items = [_describe(p, settings) for _, p in sorted(discover(settings).items())]
+    if args.json:
+        print(json.dumps({"items": items}, indent=2))
+        return 0
+    rows = [["ID", "SOURCE", "VERSION", "ENABLED", "VERIFICATION", "PROBLEM"]]
+    rows += [
+        [
+            i["id"],
+            i["source"],
+            i["version"] or "-",
+            "yes" if i["enabled"] else "no",
+            i["verification"],
+            i["problem"] or "",
+        ]
+        for i in items
+    ]
+    print(_table(rows))
+    return 0
+
+
+def _validate(args: argparse.Namespace, settings: Settings) -> int:
+    path: Path = args.path
+    if not path.is_dir():
+        raise PluginError(f"{path} is not a directory")
+    plugin = inspect_directory(path, settings)
+    problems = [plugin.problem] if plugin.problem else []
+    if plugin.manifest is not None and plugin.id in settings.plugins:
+        try:
+            validate_config(plugin.manifest, dict(settings.plugins[plugin.id].config))
+        except PluginError as exc:
+            problems.append(exc.message)
+    result = {
+        **_describe(plugin, settings),
+        "verification_reason": plugin.verification.reason,
+        "problems": problems,
+        "ok": not problems,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{plugin.id}: {'ok' if not problems else 'NOT OK'}")
+        print(f"  manifest: {'valid' if plugin.manifest else 'invalid'}")
+        print(f"  signature: {plugin.verification.status} ({plugin.verification.reason})")
+        for problem in problems:
+            print(f"  problem: {problem}")
+    if problems:
+        print(f"aetherlens plugins validate: {'; '.join(problems)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _keygen(args: argparse.Namespace, settings: Settings) -> int:
+    pem, public = generate_keypair()
+    if args.output is None:
+        sys.stdout.write(pem.decode())
+        print(public)
+        return 0
+    target: Path = args.output
+    if target.exists():
+        raise PluginError(f"{target} exists; refusing to overwrite a key")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    print(public)
+    print(f"private key written to {target}; add the public key to plugins.trusted_keys", file=sys.stderr)
+    return 0
+
+
+def _sign(args: argparse.Namespace, settings: Settings) -> int:
+    path: Path = args.path
+    plugin = inspect_directory(path, settings)
+    if plugin.manifest is None:
+        raise PluginError(plugin.problem or f"{path}: no valid manifest")
+    publisher = args.publisher or plugin.manifest.publisher
+    if not publisher:
+        raise PluginError("no publisher: pass --publisher or set 'publisher' in plugin.yaml")
+    key = load_private_key(args.key)
+    signature = sign_directory(path, key, publisher)
+    print(signature)
+    print(f"signed as '{publisher}' with {public_key_text(key.public_key())}", file=sys.stderr)
+    return 0
+
+
+async def _with_pool(settings: Settings, work: Any) -> Any:
+    from aetherlens.db.database import open_database
+
+    database = await open_database(settings)
+    try:
+        return await work(database.pool)
+    finally:
+        await database.close()
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    async def read(pool: Any) -> list[Any]:
+        if args.id:
+            return list(
+                await pool.fetch("SELECT id, enabled, status, updated_at FROM plugins WHERE id = $1", args.id)
+            )
+        return list(await pool.fetch("SELECT id, enabled, status, updated_at FROM plugins ORDER BY id"))
+
+    rows = asyncio.run(_with_pool(settings, read))
+    if args.id and not rows:
+        raise NotFoundError(
+            f"no status for plugin '{args.id}' (has a core with that plugin run on this database?)"
+        )
+    items = []
+    for row in rows:
+        status = row["status"]
+        if isinstance(status, str | bytes):
+            status = orjson.loads(status)
+        status = dict(status or {})
+        status.pop("config", None)
+        items.append(
+            {
+                **status,
+                "id": row["id"],
+                "enabled": row["enabled"],
+                "updated_at": row["updated_at"].isoformat(),
+            }
+        )
+    if args.json:
+        print(json.dumps(items[0] if args.id else {"items": items}, indent=2, default=str))
+        return 0
+    table = [["ID", "STATE", "PID", "RESTARTS", "ERRORS", "LAST SUCCESS", "LAST EXIT"]]
+    for item in items:
+        last_exit = item.get("last_exit") or {}
+        table.append(
+            [
+                item["id"],
+                str(item.get("state", "?")),
+                str(item.get("pid") or "-"),
+                str(item.get("restarts", 0)),
+                str(item.get("errors", 0)),
+                str(item.get("last_success") or "-"),
+                f"{last_exit.get('cause')}: {last_exit.get('detail')}" if last_exit else "",
+            ]
+        )
+    print(_table(table))
+    return 0
+
+
+def _restart(args: argparse.Namespace, settings: Settings) -> int:
+    async def notify(pool: Any) -> bool:
+        known = await pool.fetchval("SELECT EXISTS (SELECT 1 FROM plugins WHERE id = $1)", args.id)
+        if known:
+            payload = orjson.dumps({"action": "restart", "id": args.id}).decode()
+            await pool.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload)
+        return bool(known)
+
+    if not asyncio.run(_with_pool(settings, notify)):
+        raise NotFoundError(f"no plugin '{args.id}' known to a core on this database")
+    print(args.id)
+    print(f"restart of '{args.id}' requested from the running core", file=sys.stderr)
+    return 0
