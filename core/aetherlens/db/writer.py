@@ -90,7 +90,12 @@ class Unreachable(Exception):
     """The database could not be reached (the wrapped error says why)."""
 
 
-_OUTAGE: Final = (Unreachable, *_OUTAGE_ERRORS)
+def _statement_error(exc: BaseException) -> bool:
+    """The server refused the statement itself (as opposed to: the connection or server went away, or
+    the client's connection state is unknown). Only these fail a batch; all else is an outage: spool it,
+    and the batch id makes a batch that did commit after all harmless on replay."""
+    return isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, _OUTAGE_ERRORS)
+
 
 _REPLAY_CHUNK: Final = 4  # spool batches replayed between two live flushes, so new data is not starved
 _COPY_TIMEOUT: Final = 120.0
@@ -304,7 +309,13 @@ class Writer:
                 if not self._spool.empty and self._may_replay():
                     await self._replay(_REPLAY_CHUNK)
                 if self._pending and self._flush_due():
-                    await self._flush(self._take_batch())
+                    batch = self._take_batch()
+                    try:
+                        await self._flush(batch)
+                    except Exception as exc:
+                        # Not acknowledged, so the producers must hear it rather than wait forever.
+                        self._settle(batch, DatabaseError(f"writing metrics failed: {exc}"))
+                        raise
             except Exception:  # the writer must outlive any single failure; the error is reported
                 log.exception("writer flush failed")
                 await asyncio.sleep(self.settings.retry_initial)
@@ -355,8 +366,8 @@ class Writer:
     def _settle(self, batch: list[_Request], error: BaseException | None = None) -> None:
         done = 0
         for request in batch:
-            done += len(request.rows)
             if not request.future.done():
+                done += len(request.rows)
                 if error is None:
                     request.future.set_result(None)
                 else:
@@ -373,9 +384,11 @@ class Writer:
         if self._may_try_db():
             try:
                 await self._apply(batch_id, rows)
-            except _OUTAGE as exc:
-                self._mark_down(exc)
-            except asyncpg.PostgresError as exc:
+            except Exception as exc:
+                if not _statement_error(exc):
+                    self._mark_down(exc)
+                    await self._spool_batch(batch, batch_id, rows)
+                    return
                 # About the statement, not the connection: not acknowledged, the caller hears why.
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 log.error("metrics batch of %d rows failed: %s", len(rows), exc)
@@ -424,10 +437,10 @@ class Writer:
                 return
             try:
                 applied = await self._apply(record.batch_id, record.rows)
-            except _OUTAGE as exc:
-                self._mark_down(exc)
-                return
-            except asyncpg.PostgresError as exc:
+            except Exception as exc:
+                if not _statement_error(exc):
+                    self._mark_down(exc)
+                    return
                 # The record stays first in line; retry later rather than drop acknowledged data. Live
                 # batches keep going straight to the database meanwhile.
                 self._replay_blocked_until = time.monotonic() + self.settings.retry_max
@@ -459,14 +472,19 @@ class Writer:
                 raise Unreachable(exc) from exc
             try:
                 applied = await self._apply_on(conn, batch_id, await self._rows_for_pool(conn, rows))
+            except Exception as exc:
+                if not _statement_error(exc):
+                    conn.terminate()  # its protocol state is unknown: never hand it back for reuse
+                raise
             finally:
                 await self._pool.release(conn)
         else:
             conn = await self._connection()
             try:
                 applied = await self._apply_on(conn, batch_id, rows)
-            except _OUTAGE_ERRORS:
-                await self._drop_connection()
+            except Exception as exc:
+                if not _statement_error(exc):
+                    await self._drop_connection()
                 raise
         m.FLUSH_SECONDS.observe(time.perf_counter() - started)
         self._mark_up()
