@@ -53,7 +53,7 @@ async def test_testkit_rejects_metrics_the_collector_would_reject(tmp_path: Path
 
 
 async def test_testkit_reports_a_crashing_plugin() -> None:
-    with pytest.raises(PluginError, match="did not get there in time: state .*crashed"):
+    with pytest.raises(PluginError, match=r"did not get there in time: state .*crashed"):
         await run_plugin(FIXTURES / "crasher", collections=50, poll_interval=0.1, within=3)
 
 
