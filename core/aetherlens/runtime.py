@@ -105,11 +105,12 @@ class Core:
             version=__version__,
         )
         self.writer.add_listener(self._on_written)
-        await self.supervisor.start()
+        await self.supervisor.prepare()  # manifests read: their metric types are known before any submit
         self.collector.register_metric_types(
             MetricType(d.type, d.unit, {d.unit: (1.0, 0.0)}, counter=d.counter, description=d.description)
             for d in self.supervisor.extra_metric_types().values()
         )
+        await self.supervisor.start()
 
         rollups = RollupJob(capabilities, raw_retention_days=settings.retention.raw_days)
         retention = RetentionJob(capabilities, settings.retention)

@@ -58,9 +58,18 @@ class Supervisor:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stored: dict[str, dict[str, Any]] = {}  # config set through the API (PUT /plugins/{id}/config)
         self._stored_enabled: dict[str, bool] = {}
+        self._prepared = False
 
     # -- lifecycle -------------------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def prepare(self) -> None:
+        """Discover and validate without starting processes, so ``extra_metric_types()`` is known first.
+
+        ``start()`` calls it when it has not run; call it yourself to register the plugins' metric types
+        with the collector before the first plugin can submit.
+        """
+        if self._prepared:
+            return
+        self._prepared = True
         self.discovered = self._given if self._given is not None else discover(self.settings)
         if self.pool is not None:
             await self._load_stored_config()
@@ -73,6 +82,9 @@ class Supervisor:
                     log.error(
                         "plugin %s not started: %s", plugin_id, exc.message, extra={"plugin": plugin_id}
                     )
+
+    async def start(self) -> None:
+        await self.prepare()
         for runner in self.runners.values():
             runner.start()
         if self.pool is not None:
