@@ -1,8 +1,8 @@
 """Normalisation: metric types and units to canonical units, and times to aware datetimes.
 
 The unit table is built once from ``models.METRIC_TYPES`` plus plugin-declared types, keyed by
-``(metric_type, unit)`` so the hot path does one dict lookup per metric; ``(metric_type, None)`` is the
-canonical unit (the contract's default when ``unit`` is omitted).
+metric type then unit so the hot path does two dict lookups per metric; unit ``None`` is the canonical
+unit (the contract's default when ``unit`` is omitted).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ class UnitTable:
 
     def __init__(self, extra_types: Iterable[MetricType] = ()) -> None:
         self.types: dict[str, MetricType] = dict(METRIC_TYPES)
-        self.conversions: dict[tuple[str, str | None], Conversion] = {}
+        # metric_type -> unit (None = omitted) -> conversion; two lookups, no key tuple per metric.
+        self.conversions: dict[str, dict[str | None, Conversion]] = {}
         for metric_type in METRIC_TYPES.values():
             self._add(metric_type)
         self.add_types(extra_types)
@@ -47,10 +48,10 @@ class UnitTable:
 
     def _add(self, metric_type: MetricType) -> None:
         canonical = metric_type.unit
-        self.conversions[(metric_type.name, None)] = (canonical, 1.0, 0.0)
-        self.conversions[(metric_type.name, canonical)] = (canonical, 1.0, 0.0)
+        units: dict[str | None, Conversion] = {None: (canonical, 1.0, 0.0), canonical: (canonical, 1.0, 0.0)}
         for unit, (scale, offset) in metric_type.conversions.items():
-            self.conversions[(metric_type.name, unit)] = (canonical, scale, offset)
+            units[unit] = (canonical, scale, offset)
+        self.conversions[metric_type.name] = units
 
     def explain(self, metric_type: object, unit: object) -> tuple[str, str]:
         """(category, reason) for a pair that is not in the table (the slow path, rejections only)."""

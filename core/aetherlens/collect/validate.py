@@ -51,6 +51,7 @@ class Validator:
         out = Checked()
         rows, indexes = out.rows, out.indexes
         append_row, append_index = rows.append, indexes.append
+        text_times: dict[str, datetime | str] = {}
         for index, item in enumerate(batch):
             if type(item) is Metric:
                 when: Any = item.time
@@ -98,7 +99,8 @@ class Validator:
 
             # type and unit → canonical unit
             try:
-                conversion = conversions.get((metric_type, unit))
+                units = conversions.get(metric_type)
+                conversion = units.get(unit) if units is not None else None
             except TypeError:  # unhashable type or unit
                 conversion = None
             if conversion is None:
@@ -113,7 +115,16 @@ class Validator:
                     continue
 
             # time: aware, not too far ahead, not older than raw retention
-            if type(when) is not datetime or when.tzinfo is not UTC:
+            if type(when) is str:
+                # Metrics of one batch mostly share timestamps: parse each distinct text once.
+                parsed = text_times.get(when)
+                if parsed is None:
+                    parsed = text_times[when] = parse_time(when)
+                if isinstance(parsed, str):
+                    self._reject(out, index, "time", parsed)
+                    continue
+                when = parsed
+            elif type(when) is not datetime or when.tzinfo is not UTC:
                 parsed = parse_time(when)
                 if isinstance(parsed, str):
                     self._reject(out, index, "time", parsed)

@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
 
@@ -97,6 +98,7 @@ def _statement_error(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, _OUTAGE_ERRORS)
 
 
+_by_time: Final = itemgetter(0)
 _REPLAY_CHUNK: Final = 4  # spool batches replayed between two live flushes, so new data is not starved
 _COPY_TIMEOUT: Final = 120.0
 
@@ -118,15 +120,13 @@ def hour_buckets(rows: Sequence[Row]) -> list[datetime]:
 
 
 def latest_per_series(rows: Sequence[Row]) -> list[Row]:
-    """The newest row of each (device_id, metric_type) in ``rows``, sorted by key (stable lock order)."""
-    latest: dict[tuple[str, str], Row] = {}
-    get = latest.get
-    for row in rows:
-        key = (row[1], row[2])
-        cur = get(key)
-        if cur is None or row[0] > cur[0]:
-            latest[key] = row
-    return [latest[k] for k in sorted(latest)]
+    """The newest row of each (device_id, metric_type) in ``rows``, sorted by key (stable lock order).
+
+    A dict built over the rows in time order keeps the last, i.e. newest, row per key; sorting rows that
+    mostly arrive in time order is close to linear and runs in C, unlike a per-row Python comparison.
+    """
+    newest = {(r[1], r[2]): r for r in sorted(rows, key=_by_time)}
+    return [newest[k] for k in sorted(newest)]
 
 
 class Writer:

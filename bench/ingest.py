@@ -1,0 +1,288 @@
+"""Ingest benchmark: metrics/s through ``Collector.submit()`` (validation + normalisation on) → writer →
+PostgreSQL, next to the binary-COPY ceiling of the same rows, measured in the same run.
+
+    .venv/bin/python bench/ingest.py [--rows N] [--producers 4] [--batch 10000]
+
+Uses its own temporary database on the machine's server (created and dropped), migrated with the
+product's migrations, so ``metrics`` has the product's indexes. The ceiling loads the same rows with
+asyncpg ``copy_records_to_table`` in batches of 100k (PERFORMANCE-NOTES.md: the fastest client-side
+COPY) into ``CREATE TABLE ... (LIKE metrics INCLUDING ALL)``, i.e. a fresh copy of the product's table
+with the same indexes. Each path starts from empty tables; the ceiling is measured before and after the
+product paths and averaged, because the machine is shared and drifts.
+
+Rows of the report are pluggable: ``PATHS`` maps a name to an async function ``(ctx) -> PathResult``;
+the HTTP path (``POST /api/v1/metrics``) can be added with ``register_path("http", fn)`` from a module
+that builds the API app (see ``http_path_hook`` below).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from aetherlens.collect import Collector
+from aetherlens.config import Settings, WriterSettings
+from aetherlens.db.capabilities import probe
+from aetherlens.db.migrations import apply_migrations
+from aetherlens.db.pool import create_pool
+from aetherlens.db.writer import COLUMNS, Writer
+from aetherlens.models import Metric
+
+ADMIN_DSN = os.environ.get("AETHERLENS_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+DEVICES = 100
+TYPES = ("power", "energy")
+CEILING_BATCH = 100_000
+
+
+@dataclass
+class BenchContext:
+    dsn: str
+    rows: int
+    producers: int
+    batch: int
+    settings: Settings
+    tuples: list[tuple[Any, ...]] = field(default_factory=list)  # the canonical rows (ceiling input)
+
+
+@dataclass
+class PathResult:
+    name: str
+    seconds: float | None
+    note: str = ""
+    rss_growth_mb: float | None = None
+
+    def rate(self, rows: int) -> float | None:
+        return rows / self.seconds if self.seconds else None
+
+
+PathFn = Callable[[BenchContext], Awaitable[PathResult]]
+PATHS: dict[str, PathFn] = {}
+
+
+def register_path(name: str, fn: PathFn) -> None:
+    """Add a row to the report (e.g. the HTTP ingest path once the API exists)."""
+    PATHS[name] = fn
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_tuples(n: int) -> list[tuple[Any, ...]]:
+    """100 devices x 2 types x one-minute timestamps ending now (inside raw retention)."""
+    per_step = DEVICES * len(TYPES)
+    steps = -(-n // per_step)
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=steps)
+    devices = [f"bench-dev-{d:03d}" for d in range(DEVICES)]
+    units = {"power": "W", "energy": "kWh"}
+    out: list[tuple[Any, ...]] = []
+    for step in range(steps):
+        t = start + timedelta(minutes=step)
+        for d, device in enumerate(devices):
+            for metric_type in TYPES:
+                value = 100.0 + d + step * 0.01 if metric_type == "power" else step * 0.05 + d
+                out.append((t, device, metric_type, value, units[metric_type], None))
+                if len(out) == n:
+                    return out
+    return out
+
+
+async def reset_tables(conn: asyncpg.Connection) -> None:
+    await conn.execute("TRUNCATE metrics, metrics_latest, ingest_batches, rollup_pending, devices CASCADE")
+    await conn.execute("DROP TABLE IF EXISTS metrics_ceiling")
+    await conn.execute("CREATE TABLE metrics_ceiling (LIKE metrics INCLUDING ALL)")
+    await conn.execute("CHECKPOINT")
+
+
+async def ceiling_path(ctx: BenchContext) -> PathResult:
+    conn = await asyncpg.connect(ctx.dsn)
+    try:
+        await reset_tables(conn)
+        rows = ctx.tuples
+        start = time.perf_counter()
+        for i in range(0, len(rows), CEILING_BATCH):
+            await conn.copy_records_to_table(
+                "metrics_ceiling", records=rows[i : i + CEILING_BATCH], columns=COLUMNS
+            )
+        seconds = time.perf_counter() - start
+        stored = await conn.fetchval("SELECT count(*) FROM metrics_ceiling")
+        assert stored == len(rows), f"ceiling stored {stored} of {len(rows)}"
+    finally:
+        await conn.close()
+    return PathResult("binary COPY ceiling", seconds, f"copy_records_to_table, {CEILING_BATCH:,} per batch")
+
+
+async def _through_collector(ctx: BenchContext, name: str, items: Sequence[Any], note: str) -> PathResult:
+    conn = await asyncpg.connect(ctx.dsn)
+    await reset_tables(conn)
+    pool = await create_pool(ctx.dsn, ctx.settings, min_size=1, max_size=2)
+    with tempfile.TemporaryDirectory(prefix="aetherlens-bench-spool-") as spool_dir:
+        writer = Writer(ctx.dsn, ctx.settings.writer, Path(spool_dir))
+        await writer.start()
+        collector = Collector(writer, pool, ctx.settings)
+        await collector.start()
+        batches = [items[i : i + ctx.batch] for i in range(0, len(items), ctx.batch)]
+        queue: asyncio.Queue[Sequence[Any]] = asyncio.Queue()
+        for b in batches:
+            queue.put_nowait(b)
+        accepted = 0
+
+        async def producer() -> None:
+            nonlocal accepted
+            while not queue.empty():
+                result = await collector.submit(queue.get_nowait(), source="bench")
+                assert not result.rejected, result.rejected[:3]
+                accepted += result.accepted
+
+        rss_before = rss_mb()
+        start = time.perf_counter()
+        await asyncio.gather(*(producer() for _ in range(ctx.producers)))
+        seconds = time.perf_counter() - start
+        growth = rss_mb() - rss_before
+        await writer.close()
+    await pool.close()
+    stored = await conn.fetchval("SELECT count(*) FROM metrics")
+    await conn.close()
+    assert accepted == stored == len(items), f"{name}: accepted {accepted}, stored {stored} of {len(items)}"
+    return PathResult(name, seconds, note, rss_growth_mb=growth)
+
+
+async def collector_metric_path(ctx: BenchContext) -> PathResult:
+    # Plugin path: models.Metric with aware datetimes; power in kW so normalisation really converts.
+    items = [
+        Metric(t, d, mt, v / 1000.0 if mt == "power" else v, "kW" if mt == "power" else u)
+        for t, d, mt, v, u, _ in ctx.tuples
+    ]
+    try:
+        return await _through_collector(
+            ctx, "Collector.submit(Metric)", items, "plugin shape; power given in kW, converted to W"
+        )
+    finally:
+        del items
+        gc.collect()
+
+
+async def collector_dict_path(ctx: BenchContext) -> PathResult:
+    # HTTP shape after JSON parsing: dicts, ISO 8601 times with offset, energy given in Wh.
+    iso: dict[datetime, str] = {}
+    items = [
+        {
+            "time": iso.setdefault(t, t.isoformat()),
+            "device_id": d,
+            "metric_type": mt,
+            "value": v * 1000.0 if mt == "energy" else v,
+            "unit": "Wh" if mt == "energy" else u,
+        }
+        for t, d, mt, v, u, _ in ctx.tuples
+    ]
+    try:
+        return await _through_collector(
+            ctx, "Collector.submit(dict, ISO time)", items, "HTTP shape after parsing; energy in Wh → kWh"
+        )
+    finally:
+        del items
+        gc.collect()
+
+
+async def http_path_hook(ctx: BenchContext) -> PathResult:
+    """POST /api/v1/metrics: to be provided by the API (register_path("http", fn) replaces this row)."""
+    return PathResult("POST /api/v1/metrics", None, "not measured here yet (hook: register_path)")
+
+
+async def run(args: argparse.Namespace) -> int:
+    name = f"aetherlens_bench_ingest_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    base, _, _ = ADMIN_DSN.rpartition("/")
+    dsn = f"{base}/{name}"
+    try:
+        conn = await asyncpg.connect(dsn)
+        capabilities = await probe(conn)
+        await apply_migrations(conn, capabilities)
+        await conn.close()
+        settings = Settings(writer=WriterSettings(batch_size=args.writer_batch))
+        baseline = rss_mb()
+        ctx = BenchContext(dsn, args.rows, args.producers, args.batch, settings, make_tuples(args.rows))
+        print(
+            f"ingest benchmark: {args.rows:,} metrics ({DEVICES} devices x {len(TYPES)} types), "
+            f"{args.producers} producers x {args.batch:,}-metric batches, writer batch_size "
+            f"{args.writer_batch:,}; PostgreSQL {capabilities.pg_version}, "
+            f"timescaledb={'on' if capabilities.timescaledb else 'off'}, {os.cpu_count()} cores",
+            file=sys.stderr,
+        )
+        results: list[PathResult] = []
+        ceilings: list[PathResult] = []
+        order: list[PathFn] = [ceiling_path, *PATHS.values(), ceiling_path]
+        for fn in order:
+            result = await fn(ctx)
+            (ceilings if fn is ceiling_path else results).append(result)
+            rate = result.rate(args.rows)
+            print(f"  {result.name}: {f'{rate:,.0f}/s' if rate else 'n/a'}", file=sys.stderr)
+        ceiling_rate = sum(r.rate(args.rows) or 0 for r in ceilings) / len(ceilings)
+        print()
+        print(f"{'path':36} {'metrics/s':>12} {'ratio':>7}  note")
+        spread = ", ".join(f"{r.rate(args.rows):,.0f}" for r in ceilings)
+        print(f"{'binary COPY ceiling (mean)':36} {ceiling_rate:12,.0f} {1.0:7.2f}  runs: {spread}/s")
+        for r in results:
+            rate = r.rate(args.rows)
+            if rate is None:
+                print(f"{r.name:36} {'n/a':>12} {'n/a':>7}  {r.note}")
+                continue
+            growth = f"; RSS +{r.rss_growth_mb:.0f} MB while ingesting" if r.rss_growth_mb is not None else ""
+            print(f"{r.name:36} {rate:12,.0f} {rate / ceiling_rate:7.2f}  {r.note}{growth}")
+        print(
+            f"\nprocess RSS: {baseline:.0f} MB before generating input (imports, pool code), "
+            f"{rss_mb():.0f} MB now, peak {peak_rss_mb():.0f} MB (the peak includes the prebuilt input rows)"
+        )
+        print("target: ratio >= 0.5 of the COPY ceiling for Collector.submit()")
+    finally:
+        admin = await asyncpg.connect(ADMIN_DSN)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+    return 0
+
+
+register_path("collector_metric", collector_metric_path)
+register_path("collector_dict", collector_dict_path)
+register_path("http", http_path_hook)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="metrics per path (default 1,000,000)")
+    parser.add_argument("--producers", type=int, default=8, help="concurrent submitters (default 8)")
+    parser.add_argument("--batch", type=int, default=10_000, help="metrics per submit() (default 10,000)")
+    parser.add_argument(
+        "--writer-batch",
+        type=int,
+        default=WriterSettings().batch_size,
+        help="writer.batch_size (default: product's)",
+    )
+    return asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
