@@ -94,7 +94,7 @@ class CollectorSettings(_Section):
 
 
 class WriterSettings(_Section):
-    batch_size: int = Field(default=10_000, ge=1, le=1_000_000, description="rows per COPY")
+    batch_size: int = Field(default=50_000, ge=1, le=1_000_000, description="rows per COPY")
     flush_interval: float = Field(default=1.0, gt=0, le=60, description="seconds between flushes")
     queue_max: int = Field(default=200_000, ge=1, description="metrics buffered before backpressure")
     spool_max_bytes: int = Field(default=1 << 30, ge=1 << 20, description="disk spool bound")
