@@ -213,6 +213,11 @@ async def test_api_keys_lifecycle_and_scopes(make_api: MakeApi) -> None:
     resp = await api.client.get("/api/v1/info", headers={"Authorization": f"Bearer {ingest_key}"})
     assert resp.status == 403
 
+    await api.app[STORE_KEY].flush_key_use()  # the follower does this every refresh interval
+    resp = await api.client.get("/api/v1/auth/api-keys", headers=admin)
+    grafana = next(k for k in (await resp.json())["items"] if k["name"] == "grafana")
+    assert grafana["last_used_at"] is not None
+
     resp = await api.client.delete(f"/api/v1/auth/api-keys/{created['id']}", headers=admin)
     assert resp.status == 204
     assert (await api.client.get("/api/v1/info", headers=kh)).status == 401

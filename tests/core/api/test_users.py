@@ -54,6 +54,15 @@ async def test_users_crud(make_api: MakeApi) -> None:
         assert_envelope(await resp.json(), "not_found")
 
 
+async def test_deleted_user_tokens_stop_working(make_api: MakeApi) -> None:
+    api = await make_api()
+    h = await api.headers("admin")
+    viewer = await api.headers("viewer")
+    assert (await api.client.get("/api/v1/info", headers=viewer)).status == 200
+    assert (await api.client.delete("/api/v1/users/viewer-user", headers=h)).status == 204
+    assert (await api.client.get("/api/v1/info", headers=viewer)).status == 401
+
+
 async def test_users_validation(make_api: MakeApi) -> None:
     api = await make_api()
     h = await api.headers("admin")

@@ -158,3 +158,13 @@ async def revoke_key(conn: Conn, key_id: str) -> bool:
         key_id,
     )
     return row is not None
+
+
+async def mark_keys_used(conn: Conn, key_ids: list[str], used_at: list[datetime]) -> None:
+    await conn.execute(
+        "UPDATE api_tokens AS t SET last_used_at = u.used_at "
+        "FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, used_at) "
+        "WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at < u.used_at)",
+        key_ids,
+        used_at,
+    )

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import asyncpg
@@ -67,6 +67,10 @@ class CredentialStore:
         # Bumped by every local change; a reload that overlapped one fetches again, so a snapshot
         # read before a change can never overwrite it.
         self._version = 0
+        # API key id -> last use (epoch); written to api_tokens.last_used_at in batches by the
+        # follower, never on the request path.
+        self._key_use: dict[str, float] = {}
+        self._flush_lock = asyncio.Lock()
         self._wake = asyncio.Event()
 
     # -- authentication (memory only) ----------------------------------------------------------------
@@ -89,8 +93,10 @@ class CredentialStore:
         entry = self.keys.get(match.group(1)) if match else None
         if entry is None or not digests_equal(entry.digest, digest(self.secret, token)):
             raise InvalidTokenError("API key is invalid or revoked")
-        if entry.expires_at is not None and entry.expires_at <= time.time():
+        now = time.time()
+        if entry.expires_at is not None and entry.expires_at <= now:
             raise InvalidTokenError("API key has expired")
+        self._key_use[entry.id] = now
         return Principal(kind="api_key", id=entry.id, name=entry.name, scopes=entry.scopes)
 
     def user_by_name(self, name: str) -> UserEntry | None:
@@ -161,6 +167,8 @@ class CredentialStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        with contextlib.suppress(Exception):  # best effort: last-use times are informational
+            await self.flush_key_use()
 
     async def _follow(self) -> None:
         """LISTEN for changes on a dedicated connection; reload on notify and periodically. Survives
@@ -176,6 +184,7 @@ class CredentialStore:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=self.refresh_interval)
                     self._prune_expired()
+                    await self.flush_key_use()
                     await self.load()
             except asyncio.CancelledError:
                 raise
@@ -188,6 +197,19 @@ class CredentialStore:
                         await conn.remove_listener(CHANNEL, self._on_notify)
                     with contextlib.suppress(Exception):
                         await self.pool.release(conn)
+
+    async def flush_key_use(self) -> None:
+        async with self._flush_lock:  # returns only after any flush in flight is written
+            if not self._key_use:
+                return
+            used, self._key_use = self._key_use, {}
+            try:
+                stamps = [datetime.fromtimestamp(t, UTC) for t in used.values()]
+                await q.mark_keys_used(self.pool, list(used), stamps)
+            except Exception:
+                for key_id, stamp in used.items():  # keep them for the next attempt
+                    self._key_use.setdefault(key_id, stamp)
+                raise
 
     def _on_notify(self, *_args: object) -> None:
         self._wake.set()
