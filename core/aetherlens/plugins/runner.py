@@ -235,7 +235,11 @@ class PluginRunner:
     async def _live(self) -> None:
         while not self._stopping:
             began = time.monotonic()
-            cause, detail = await self._run_process()
+            try:
+                cause, detail = await self._run_process()
+            except Exception as exc:  # never let one plugin's bad luck end its supervision
+                log.exception("plugin %s: supervision error", self.id, extra={"plugin": self.id})
+                cause, detail = "supervisor_error", f"{type(exc).__name__}: {exc}"
             if self._stopping:
                 break
             if cause == "restart_requested":
@@ -527,7 +531,14 @@ class PluginRunner:
         self.consecutive_errors = 0
         self.last_success = datetime.now(UTC)
         if batch:
-            result = await self.sink.submit(batch, wait=True)
+            try:
+                result = await self.sink.submit(batch, wait=True)
+            except Exception as exc:
+                # The sink's trouble is not the plugin's: count it and keep the schedule alive.
+                self.errors += 1
+                self.last_error = f"submit failed: {exc}"
+                log.exception("plugin %s: submit failed", self.id, extra={"plugin": self.id})
+                return
             self.metrics_emitted += result.accepted
             self.metrics_rejected += len(result.rejected)
             if result.rejected:
@@ -547,3 +558,6 @@ class PluginRunner:
             except PluginError as exc:
                 self.errors += 1
                 self.last_error = exc.message
+            except Exception as exc:  # a batch the frame encoder cannot carry, and the like
+                self.errors += 1
+                self.last_error = f"export failed: {exc}"

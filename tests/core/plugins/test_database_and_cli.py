@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
+from aetherlens.cli import main as cli_main
 from aetherlens.config import load_settings
 from aetherlens.db.database import open_database
 from aetherlens.plugins.signing import SIGNATURE_NAME
@@ -37,14 +40,35 @@ async def _cli(*args: str, config: Path | None = None) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+def _cli_in_process(
+    capsys: pytest.CaptureFixture[str], *args: str, config: Path | None = None
+) -> tuple[int, str, str]:
+    """The CLI's own entry point, in this process (the commands that need no event loop)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    capsys.readouterr()
+    try:
+        argv = (["--config", str(config)] if config else []) + list(args)
+        code = cli_main(argv)
+    finally:
+        root.handlers[:] = handlers  # main() installs its own log handler
+        root.setLevel(level)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def _write_config(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data))
     return path
 
 
 async def test_status_persisted_and_restart_via_cli(
-    fresh_database, tmp_path: Path, supervisor_factory
+    fresh_database, tmp_path: Path, supervisor_factory, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    async def cli(*args: str, config: Path) -> tuple[int, str, str]:
+        # In a thread: the command runs its own event loop, as it does from a shell.
+        return await asyncio.to_thread(_cli_in_process, capsys, *args, config=config)
+
     dsn = await fresh_database()
     settings = make_settings({"counter": {}})
     settings = settings.model_copy(update={"database": settings.database.model_copy(update={"url": dsn})})
@@ -58,6 +82,7 @@ async def test_status_persisted_and_restart_via_cli(
         await sup.persist_status()
         config = _write_config(tmp_path / "core.yaml", {"database": {"url": dsn}, "log": {"format": "text"}})
 
+        # Once through the real console entry (a separate process), the rest in-process for speed.
         code, out, err = await _cli("plugins", "status", "--json", config=config)
         assert code == 0, err
         items = {item["id"]: item for item in json.loads(out)["items"]}
@@ -65,14 +90,14 @@ async def test_status_persisted_and_restart_via_cli(
         assert items["hanger"]["state"] == "disabled"
 
         pid = runner.pid
-        code, out, err = await _cli("plugins", "restart", "counter", config=config)
+        code, out, err = await cli("plugins", "restart", "counter", config=config)
         assert code == 0, err and out.strip() == "counter"
         await wait_for(
             lambda: runner.restarts == 1 and runner.state == "running" and runner.pid != pid,
             what="restart through NOTIFY",
         )
 
-        code, _, err = await _cli("plugins", "restart", "nosuch", config=config)
+        code, _, err = await cli("plugins", "restart", "nosuch", config=config)
         assert code == 1 and "no plugin 'nosuch'" in err
     finally:
         for sup in started:
@@ -80,14 +105,15 @@ async def test_status_persisted_and_restart_via_cli(
         await database.close()
 
 
-async def test_config_saved_through_the_api_overlays_settings(fresh_database, supervisor_factory) -> None:
+async def test_config_saved_through_the_api_overlays_settings(
+    fresh_database, supervisor_factory, tmp_path: Path
+) -> None:
     from aetherlens.api import plugin_secrets
 
     dsn = await fresh_database()
     settings = make_settings({"probe": {"config": {"room": "yaml-room"}}})
     settings = settings.model_copy(update={"database": settings.database.model_copy(update={"url": dsn})})
-    settings.data_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"al-plugins-{os.getpid()}"
-    settings.data_dir.mkdir(exist_ok=True)
+    settings.data_dir = tmp_path  # where the secret box keeps its key
     database = await open_database(settings)
     started = []
     try:
@@ -111,18 +137,21 @@ async def test_config_saved_through_the_api_overlays_settings(fresh_database, su
         await database.close()
 
 
-async def test_keygen_sign_validate_and_list(tmp_path: Path) -> None:
+def test_keygen_sign_validate_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def cli(*args: str, config: Path | None = None) -> tuple[int, str, str]:
+        return _cli_in_process(capsys, *args, config=config)
+
     plugins_dir = tmp_path / "plugins"
     plugins_dir.mkdir()
     plugin = _copy_counter(plugins_dir)
     key = tmp_path / "acme.pem"
 
-    code, out, err = await _cli("plugins", "keygen", "--output", str(key))
+    code, out, err = cli("plugins", "keygen", "--output", str(key))
     assert code == 0, err
     public = out.strip()
     assert public.startswith("ed25519:") and oct(key.stat().st_mode & 0o777) == "0o600"
 
-    code, out, err = await _cli("plugins", "sign", str(plugin), "--key", str(key), "--publisher", "acme")
+    code, out, err = cli("plugins", "sign", str(plugin), "--key", str(key), "--publisher", "acme")
     assert code == 0, err and Path(out.strip()) == plugin / SIGNATURE_NAME
 
     trusting = _write_config(
@@ -136,12 +165,12 @@ async def test_keygen_sign_validate_and_list(tmp_path: Path) -> None:
             },
         },
     )
-    code, out, err = await _cli("plugins", "validate", str(plugin), "--json", config=trusting)
+    code, out, err = cli("plugins", "validate", str(plugin), "--json", config=trusting)
     assert code == 0, err
     result = json.loads(out)
     assert result["ok"] and result["verification"] == "verified"
 
-    code, out, err = await _cli("plugins", "list", "--json", config=trusting)
+    code, out, err = cli("plugins", "list", "--json", config=trusting)
     assert code == 0, err
     listed = {i["id"]: i for i in json.loads(out)["items"]}
     assert listed["counter"]["source"] == "directory" and listed["counter"]["verification"] == "verified"
@@ -149,11 +178,11 @@ async def test_keygen_sign_validate_and_list(tmp_path: Path) -> None:
     assert listed["simulator"]["source"] == "builtin"
 
     (plugin / "plugin.py").write_text((plugin / "plugin.py").read_text() + "\n# tampered\n")
-    code, out, err = await _cli("plugins", "validate", str(plugin), config=trusting)
+    code, out, err = cli("plugins", "validate", str(plugin), config=trusting)
     assert code == 1
     assert "changed or missing since signing: plugin.py" in err and "NOT OK" in out
 
-    code, _, err = await _cli("plugins", "validate", str(FIXTURES / "counter"))
+    code, _, err = cli("plugins", "validate", str(FIXTURES / "counter"))
     assert code == 1 and "is not signed" in err
 
 

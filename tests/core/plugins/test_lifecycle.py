@@ -134,3 +134,30 @@ async def test_status_and_extra_metric_types(supervisor_factory) -> None:
     assert {s["id"]: s["state"] for s in sup.status()}["hanger"] == "disabled"
     extra = sup.extra_metric_types()
     assert set(extra) == {"ticks"} and extra["ticks"].unit == "count" and extra["ticks"].counter
+
+
+async def test_a_failing_sink_does_not_stop_the_schedule() -> None:
+    from aetherlens.plugins.discovery import discover
+    from aetherlens.plugins.supervisor import Supervisor
+
+    class FlakySink(MemorySink):
+        def __init__(self) -> None:
+            super().__init__(extra_types=["ticks"])
+            self.calls = 0
+
+        async def submit(self, batch, *, wait=True):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            if self.calls <= 2:
+                raise RuntimeError("collector hiccup")
+            return await super().submit(batch, wait=wait)
+
+    sink = FlakySink()
+    settings = make_settings({"counter": {}})
+    sup = Supervisor(settings, sink, plugins=discover(settings, include_packages=False), options=FAST)
+    await sup.start()
+    try:
+        await wait_for(lambda: len(sink.of("counter-1", "power")) >= 3, what="collection after sink errors")
+        runner = sup.runners["counter"]
+        assert runner.errors >= 2 and runner.crashes == 0
+    finally:
+        await sup.stop()

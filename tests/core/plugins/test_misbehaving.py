@@ -3,13 +3,14 @@ the healthy one keeps collecting (same process) throughout."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pytest
 
 from aetherlens.plugins.testkit import MemorySink
 
-from .conftest import make_settings, wait_for
+from .conftest import FAST, make_settings, wait_for
 
 
 async def _healthy_keeps_collecting(sup, sink: MemorySink, checkpoints) -> None:
@@ -81,3 +82,12 @@ async def test_cpu_hog_is_killed_for_its_cpu_rate(supervisor_factory, sink: Memo
     assert "limit 20%" in runner.last_exit["detail"]
     # The healthy plugin, judged by the same watch, is far below the limit.
     assert sup.runners["counter"].state == "running"
+
+
+async def test_silent_plugin_is_killed_when_its_heartbeat_stops(supervisor_factory, sink: MemorySink) -> None:
+    options = dataclasses.replace(FAST, heartbeat_timeout=1.0)
+    sup = await supervisor_factory(make_settings({"counter": {}, "blocker": {}}), options=options)
+    runner = sup.runners["blocker"]
+    await wait_for(lambda: sup.runners["counter"].state == "running", what="healthy running")
+    await _healthy_keeps_collecting(sup, sink, [(lambda: runner.crashes >= 1, "blocker killed")])
+    assert runner.last_exit["cause"] == "heartbeat_lost", runner.last_exit
