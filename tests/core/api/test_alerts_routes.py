@@ -133,6 +133,8 @@ async def test_events_list_filter_and_ack(make_api: MakeApi) -> None:
         {"from": "2026-03-02T00:00:00Z", "to": "2026-03-01T00:00:00Z"},
         {"limit": "0"},
         {"from": "x"},
+        {"alert_id": str(2**64)},
+        {"from": "0001-01-01T00:00:00+14:00"},
     ):
         resp = await api.client.get("/api/v1/alerts/events", params=params, headers=viewer)
         assert resp.status == 400, params

@@ -138,6 +138,12 @@ async def test_cost_validation_scopes_and_not_found(make_api: MakeApi) -> None:
     resp = await api.client.get("/api/v1/costs/bill", params={"from": "soon", "to": "2026-04-01"}, headers=h)
     assert resp.status == 400
     assert "soon" in (await resp.json())["error"]["message"]
+    # Billing cycles around the range must stay inside the calendar (a cycle past 9999 once was a 500).
+    resp = await api.client.get(
+        "/api/v1/costs/bill", params={"from": "9999-12-01", "to": "9999-12-31"}, headers=h
+    )
+    assert resp.status == 400
+    assert "between the years" in (await resp.json())["error"]["message"]
     resp = await api.client.get(
         "/api/v1/costs/bill",
         params={"from": "2026-03-01", "to": "2026-04-01", "tariff_id": "nope"},

@@ -274,6 +274,8 @@ async def test_bad_ranges_and_params_are_400_and_unknown_device_404(make_api: Ma
         ({"resolution": "minute"}, "query.resolution"),
         ({"agg": "median"}, "query.agg"),
         ({"bogus": "1"}, "query.bogus"),
+        ({"to": "0001-01-01T00:00:00Z"}, "too early"),
+        ({"from": "0001-01-01T00:00:00+14:00", "to": "0001-01-02T00:00:00Z"}, "outside the supported range"),
     ]
     for params, text in cases:
         resp = await api.client.get("/api/v1/metrics", params={**base, **params}, headers=h)

@@ -76,7 +76,7 @@ class AlertList(BaseModel):
 
 
 class EventQuery(ApiModel):
-    alert_id: int | None = Field(default=None, ge=1)
+    alert_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
     device_id: str | None = Field(default=None, min_length=1)
     from_: QueryTime | None = Field(default=None, alias="from")
     to: QueryTime | None = None

@@ -7,18 +7,36 @@ midnight), as the CLI's ``bill`` does, so the same arguments give the same numbe
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import datetime as dt
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from aetherlens.api.routing import ApiModel
 
 TIME_HELP = "ISO date or datetime; without an offset it is the tariff's local time (a date = local midnight)"
 
 
+def _within_calendar(value: str | None) -> str | None:
+    # Billing cycles around the range reach a month either side; keep them inside datetime's years.
+    # Unparsable text is left to the cost service, whose message names the parameter.
+    if value is None:
+        return value
+    try:
+        parsed = dt.date.fromisoformat(value[:10])
+    except ValueError:
+        return value
+    if not 2 <= parsed.year <= 9998:
+        raise ValueError("must lie between the years 2 and 9998")
+    return value
+
+
+RangeEnd = Annotated[str, AfterValidator(_within_calendar)]
+
+
 class CostRange(ApiModel):
-    from_: str = Field(alias="from", description=TIME_HELP, min_length=1, max_length=64)
-    to: str = Field(description=TIME_HELP + "; exclusive", min_length=1, max_length=64)
+    from_: RangeEnd = Field(alias="from", description=TIME_HELP, min_length=1, max_length=64)
+    to: RangeEnd = Field(description=TIME_HELP + "; exclusive", min_length=1, max_length=64)
 
 
 class CostHistoryQuery(CostRange):
@@ -32,8 +50,10 @@ class BillQuery(CostRange):
 
 
 class ComparisonQuery(ApiModel):
-    from_: str | None = Field(default=None, alias="from", description=TIME_HELP)
-    to: str | None = Field(default=None, description=TIME_HELP + "; default: the last complete cycle")
+    from_: RangeEnd | None = Field(default=None, alias="from", description=TIME_HELP, max_length=64)
+    to: RangeEnd | None = Field(
+        default=None, description=TIME_HELP + "; default: the last complete cycle", max_length=64
+    )
 
 
 class CostSummary(BaseModel):

@@ -55,7 +55,10 @@ class MetricsQuery(ApiModel):
         if self.to is None:
             self.to = datetime.now().astimezone()
         if self.from_ is None:
-            self.from_ = self.to - timedelta(hours=24)
+            try:
+                self.from_ = self.to - timedelta(hours=24)
+            except OverflowError:
+                raise ValueError("'to' is too early to look back 24 h from; give 'from' as well") from None
         return self
 
 

@@ -7,7 +7,7 @@ engine (later) reads the same rows. ``state`` is the engine's own bookkeeping an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
@@ -236,6 +236,12 @@ async def list_events(
     limit: int = 100,
 ) -> list[AlertEvent]:
     """Newest first."""
+    for name, value in (("from", start), ("to", end)):
+        try:
+            if value is not None:
+                value.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError(f"'{name}' is outside the supported range of times") from None
     if start is not None and end is not None and start >= end:
         raise ValidationError(
             "'from' must be earlier than 'to'", details={"from": start.isoformat(), "to": end.isoformat()}

@@ -14,7 +14,7 @@ scan of ``metrics``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 from aetherlens.db.queries import Queryable
@@ -82,6 +82,12 @@ def check_range(start: datetime, end: datetime) -> None:
                 f"'{name}' needs a UTC offset (e.g. 2026-01-01T00:00:00+00:00)",
                 details={"field": name, "value": value.isoformat()},
             )
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError(
+                f"'{name}' is outside the supported range of times", details={"field": name}
+            ) from None
     if start >= end:
         raise ValidationError(
             "'from' must be earlier than 'to'",
