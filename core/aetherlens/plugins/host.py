@@ -115,7 +115,15 @@ class Host:
                 {"type": "result", "id": request_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
             )
             return
-        self.send({"type": "result", "id": request_id, "ok": True, "data": data})
+        try:
+            self.send({"type": "result", "id": request_id, "ok": True, "data": data})
+        except MemoryError:
+            _die_of_memory()
+        except (ProtocolError, TypeError) as exc:
+            # Too big or not serialisable: say so instead of leaving the request to time out.
+            self.send(
+                {"type": "result", "id": request_id, "ok": False, "error": f"cannot send the result: {exc}"}
+            )
 
     async def dispatch(self, message: dict[str, Any]) -> Any:
         plugin = self.plugin
@@ -138,6 +146,14 @@ class Host:
 
     async def run(self, cls: type[BasePlugin]) -> int:
         loop = asyncio.get_running_loop()
+
+        def on_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            # A MemoryError in any task or callback is the memory limit, wherever it struck.
+            if isinstance(context.get("exception"), MemoryError):
+                _die_of_memory()
+            loop.default_exception_handler(context)
+
+        loop.set_exception_handler(on_loop_error)
         reader = asyncio.StreamReader(limit=2**20)
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
         first = await read_frame(reader)

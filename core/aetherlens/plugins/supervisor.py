@@ -186,6 +186,7 @@ class Supervisor:
         if plugin.manifest is None or not plugin.runnable:
             raise PluginError(plugin.problem or f"plugin '{plugin_id}' cannot run")
         validate_config(plugin.manifest, config)
+        self._stored_enabled[plugin_id] = True  # a reconfigured plugin runs, so it counts as enabled
         old = self.runners.pop(plugin_id, None)
         if old is not None:
             await old.stop()
@@ -201,6 +202,8 @@ class Supervisor:
         runner.start()
 
     async def unload(self, plugin_id: str) -> None:
+        """Stop a plugin and keep it stopped (disabled) until ``reconfigure`` or a new start."""
+        self._stored_enabled[plugin_id] = False
         runner = self.runners.pop(plugin_id, None)
         if runner is not None:
             await runner.stop()

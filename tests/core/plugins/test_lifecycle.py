@@ -161,3 +161,29 @@ async def test_a_failing_sink_does_not_stop_the_schedule() -> None:
         assert runner.errors >= 2 and runner.crashes == 0
     finally:
         await sup.stop()
+
+
+async def test_unload_stops_and_disables_and_reconfigure_brings_it_back(supervisor_factory) -> None:
+    sup = await supervisor_factory(make_settings({"counter": {}, "probe": {}}))
+    await wait_for(lambda: sup.runners["counter"].state == "running", what="counter running")
+    pid = sup.runners["counter"].pid
+    await sup.unload("counter")
+    assert "counter" not in sup.runners
+    status = sup.status_of("counter")
+    assert status["state"] == "disabled" and status["enabled"] is False
+    assert not _alive(pid)
+    await sup.reconfigure("counter", {"device": "again"})
+    await wait_for(lambda: sup.runners["counter"].state == "running", what="counter back")
+    assert sup.status_of("counter")["enabled"] is True
+
+
+def _alive(pid: int | None) -> bool:
+    import os
+
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
