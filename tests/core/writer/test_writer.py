@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from conftest import BASE, count_rows, make_rows
+from prometheus_client import REGISTRY
 
 from aetherlens.config import WriterSettings
 from aetherlens.db.spool import Row, Spool, encode_batch
@@ -192,6 +193,8 @@ async def test_outage_spools_then_replays_when_the_database_appears(
     spool; once it exists the spool is replayed and live writes go straight in."""
     dsn = await fresh_database()
     missing = dsn.rsplit("/", 1)[0] + "/" + "aetherlens_absent_" + uuid.uuid4().hex[:8]
+    spooled_before = REGISTRY.get_sample_value("aetherlens_metrics_spooled_total") or 0.0
+    replayed_before = REGISTRY.get_sample_value("aetherlens_metrics_replayed_total") or 0.0
     async with Writer(missing, FAST, tmp_path / "spool") as writer:
         for i in range(5):
             await writer.submit(make_rows(20, f"d{i}"))  # acknowledged: fsynced to the spool
@@ -207,6 +210,9 @@ async def test_outage_spools_then_replays_when_the_database_appears(
         await wait_until(lambda: writer.status()["spool_batches"] == 0)
         await writer.submit(make_rows(20, "live"))
         assert writer.status()["db_reachable"] is True
+        assert REGISTRY.get_sample_value("aetherlens_metrics_spooled_total") == spooled_before + 100
+        assert REGISTRY.get_sample_value("aetherlens_metrics_replayed_total") == replayed_before + 100
+        assert REGISTRY.get_sample_value("aetherlens_writer_spool_bytes") == 0
     try:
         conn = await asyncpg.connect(missing)
         counts = dict(await conn.fetch("SELECT device_id, count(*) FROM metrics GROUP BY 1"))
