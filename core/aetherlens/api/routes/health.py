@@ -50,6 +50,10 @@ class Live(BaseModel):
     status: Literal["ok"]
 
 
+# Supervisor states of an enabled plugin that need attention (crash-looping, given up, refused).
+_UNHEALTHY_STATES = frozenset({"failed", "backoff", "refused", "crashed"})
+
+
 def _worst(statuses: list[str]) -> Status:
     worst: Status = "ok"
     for status in statuses:
@@ -105,8 +109,7 @@ def check_plugins(ctx: ApiContext) -> dict[str, Any] | None:
     unhealthy = [
         str(p.get("id"))
         for p in plugins
-        if p.get("enabled", True)
-        and (p.get("healthy") is False or p.get("state") in {"failed", "crashed", "stopped"})
+        if p.get("enabled", True) and (p.get("healthy") is False or p.get("state") in _UNHEALTHY_STATES)
     ]
     return {
         "status": "degraded" if unhealthy else "ok",
@@ -125,7 +128,7 @@ def check_spool(ctx: ApiContext) -> dict[str, Any] | None:
     queue_max = int(state.get("queue_max") or ctx.settings.writer.queue_max)
     status: Status = "ok"
     message = None
-    if spool >= spool_max * 0.9 or depth >= queue_max:
+    if state.get("spool_full") or spool >= spool_max * 0.9 or depth >= queue_max:
         status, message = "failing", "write queue or spool is full; ingest is refused"
     elif spool > 0:
         status, message = "degraded", "metrics are being spooled to disk (database write failing)"
