@@ -56,6 +56,9 @@ TARGETS: Final = (
     Target("cost_hourly", "bucket", "hourly_days"),
     Target("cost_daily", "bucket", "daily_days"),
 )
+# Batch ids only guard a spool replay against applying a batch twice; a spool is replayed as soon as the
+# database answers, so ids as old as the raw retention are far past any replay (on both storage paths).
+INGEST_BATCHES: Final = Target("ingest_batches", "committed_at", "raw_days")
 
 # The retention job of a hypertable or continuous aggregate (TimescaleDB's jobs view names the view).
 _POLICY_SQL: Final = """
@@ -131,10 +134,13 @@ class RetentionJob:
         Returns rows (plain) or chunks (hypertable without TSL) removed per relation; with policies, the
         overdue policy jobs run per relation.
         """
-        if rollup_mode(self.capabilities) == "continuous_aggregates":
-            return await self._run_overdue_policies(conn)
         moment = now or datetime.now(UTC)
-        removed: dict[str, int] = {}
+        batch_ids = await self._delete_batches(
+            conn, INGEST_BATCHES, moment - timedelta(days=INGEST_BATCHES.days(self.retention))
+        )
+        if rollup_mode(self.capabilities) == "continuous_aggregates":
+            return {**await self._run_overdue_policies(conn), INGEST_BATCHES.relation: batch_ids}
+        removed: dict[str, int] = {INGEST_BATCHES.relation: batch_ids}
         for target in TARGETS:
             cutoff = moment - timedelta(days=target.days(self.retention))
             if target.relation == "metrics" and storage_mode(self.capabilities) == "timescaledb":

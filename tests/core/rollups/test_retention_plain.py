@@ -37,11 +37,18 @@ async def test_deletes_only_expired_rows_in_batches(fresh_database) -> None:
             "VALUES ($1, 'd', 't', 1, 1)",
             NOW.replace(minute=0) - timedelta(days=4000),
         )
+        # Writer batch ids (exactly-once replay guard): kept as long as raw metrics.
+        await conn.executemany(
+            "INSERT INTO ingest_batches (batch_id, row_count, committed_at)"
+            " VALUES (gen_random_uuid(), 1, $1)",
+            [(NOW - timedelta(days=95),), (NOW - timedelta(days=91),), (NOW - timedelta(days=1),)],
+        )
 
         # Batches of 5 rows: 23 expired raw rows need five DELETE statements.
         job = RetentionJob(PLAIN, RetentionSettings(), batch_size=5)
         removed = await job.run_once(conn, now=NOW)
         assert removed == {
+            "ingest_batches": 2,
             "metrics": 23,
             "metrics_hourly": 2,
             "metrics_daily": 1,
@@ -54,6 +61,7 @@ async def test_deletes_only_expired_rows_in_batches(fresh_database) -> None:
         assert await conn.fetchval("SELECT count(*) FROM metrics_daily") == 1
         # Billing history is never expired.
         assert await conn.fetchval("SELECT count(*) FROM cost_calculations") == 1
+        assert await conn.fetchval("SELECT count(*) FROM ingest_batches") == 1
 
         # A second pass finds nothing; a shorter configured age is honoured.
         assert set((await job.run_once(conn, now=NOW)).values()) == {0}
