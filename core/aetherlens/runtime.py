@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import orjson
 from aiohttp import web
 
@@ -23,6 +24,7 @@ from aetherlens.api.auth.service import ensure_admin
 from aetherlens.api.context import ApiContext
 from aetherlens.collect import Collector
 from aetherlens.config import Settings
+from aetherlens.costs import service as cost_service
 from aetherlens.costs.job import CostJob
 from aetherlens.db.database import Database, open_database
 from aetherlens.db.retention import RetentionJob, apply_retention_settings
@@ -76,6 +78,7 @@ class Core:
         self.context: ApiContext | None = None
         self._runner: web.AppRunner | None = None
         self._jobs: list[asyncio.Task[None]] = []
+        self._cost_job: CostJob | None = None
 
     async def start(self, host: str | None = None, port: int | None = None) -> Started:
         began = time.monotonic()
@@ -114,11 +117,11 @@ class Core:
 
         rollups = RollupJob(capabilities, raw_retention_days=settings.retention.raw_days)
         retention = RetentionJob(capabilities, settings.retention)
-        costs = CostJob(meter_device=settings.site.meter_device, capabilities=capabilities)
+        self._cost_job = CostJob(meter_device=settings.site.meter_device, capabilities=capabilities)
         self._jobs = [
             asyncio.create_task(rollups.run_forever(pool, ROLLUP_INTERVAL), name="rollups"),
             asyncio.create_task(self._every(RETENTION_INTERVAL, retention.run_once), name="retention"),
-            asyncio.create_task(costs.run_forever(pool, COST_INTERVAL), name="costs"),
+            asyncio.create_task(self._every(COST_INTERVAL, self._price_new_data), name="costs"),
             asyncio.create_task(self._register_discovered_devices(), name="discovery"),
         ]
 
@@ -168,6 +171,13 @@ class Core:
             batch = [Metric(r[0], r[1], r[2], r[3], r[4], orjson.loads(r[5]) if r[5] else None) for r in rows]
             task = asyncio.ensure_future(self.supervisor.export(batch))
             task.add_done_callback(_log_failure)
+
+    async def _price_new_data(self, conn: asyncpg.Connection) -> None:
+        """Run the cost job; when it priced something, stream the new summary to `costs` subscribers."""
+        assert self._cost_job is not None and self.context is not None
+        result = await self._cost_job.run_once(conn)
+        if result.rows and self.context.stream.client_count:
+            self.context.stream.publish("costs", await cost_service.summary(conn, self.settings))
 
     async def _register_discovered_devices(self) -> None:
         """Ask each plugin that can discover devices for them once; register them with names and types."""

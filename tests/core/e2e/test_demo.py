@@ -91,6 +91,16 @@ async def wait_for(url: str, key: str, ready: Any, timeout: float = 90.0) -> Any
     raise AssertionError(f"{url} never became ready; last answer: {body}")
 
 
+async def first_stream_metric(url: str, key: str) -> Any:
+    """Authenticate on the WebSocket stream, subscribe to metrics and return the first event."""
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{url}/api/v1/stream") as ws:
+        await ws.send_json({"type": "auth", "token": key})
+        assert (await ws.receive_json(timeout=10))["type"] == "auth_ok"
+        await ws.send_json({"type": "subscribe", "topics": ["metrics", "costs"]})
+        assert (await ws.receive_json(timeout=10))["type"] == "subscribed"
+        return await ws.receive_json(timeout=30)  # the simulator polls every 5 s
+
+
 @pytest.mark.slow
 async def test_demo_runs_prices_and_restarts_cleanly(data_dir: Path) -> None:
     core = RunningCore(data_dir, "demo")
@@ -117,6 +127,11 @@ async def test_demo_runs_prices_and_restarts_cleanly(data_dir: Path) -> None:
         assert summary["currency"] == "USD"
         assert summary["month_to_date"] > 0
         assert summary["current_period"] in {"peak", "off_peak"}
+
+        event = await first_stream_metric(core.url, key)
+        assert event["type"] == "metric"
+        assert event["data"]["device_id"].startswith("sim-h001-")
+        assert {"time", "metric_type", "value", "unit"} <= set(event["data"])
 
         _, devices = await get(f"{core.url}/api/v1/devices", key)
         by_id = {d["id"]: d for d in devices["items"]}
