@@ -30,7 +30,7 @@ from aetherlens.db.database import Database, open_database
 from aetherlens.db.retention import RetentionJob, apply_retention_settings
 from aetherlens.db.rollups import RollupJob
 from aetherlens.db.writer import Row, Writer
-from aetherlens.models import DEVICE_ID_PATTERN, DEVICE_TYPES, Metric, MetricType, SubmitResult
+from aetherlens.models import DEVICE_ID_PATTERN, DEVICE_TYPES, Metric, MetricType
 from aetherlens.plugins.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -56,16 +56,6 @@ class Started:
     url: str
     admin_password: str | None
     startup_seconds: float
-
-
-class _PluginSink:
-    """The supervisor's sink: the collector, with plugin-declared metric types made known to it."""
-
-    def __init__(self, collector: Collector) -> None:
-        self.collector = collector
-
-    async def submit(self, batch: Sequence[Metric | dict[str, Any]], *, wait: bool = True) -> SubmitResult:
-        return await self.collector.submit(batch, wait=wait, source="plugin")
 
 
 class Core:
@@ -95,7 +85,7 @@ class Core:
         await self.writer.start()
         self.collector = Collector(self.writer, pool, settings)
         await self.collector.start()
-        self.supervisor = Supervisor(settings, _PluginSink(self.collector), pool=pool)
+        self.supervisor = Supervisor(settings, self.collector, pool=pool)
 
         self.context = ApiContext(
             settings=settings,

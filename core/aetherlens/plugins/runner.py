@@ -532,7 +532,7 @@ class PluginRunner:
         self.last_success = datetime.now(UTC)
         if batch:
             try:
-                result = await self.sink.submit(batch, wait=True)
+                result = await self.sink.submit(batch, wait=True, source=self.id)
             except Exception as exc:
                 # The sink's trouble is not the plugin's: count it and keep the schedule alive.
                 self.errors += 1

@@ -13,5 +13,7 @@ class MetricSink(Protocol):
     """``aetherlens.collect.Collector`` implements this; so does the test kit's in-memory sink."""
 
     async def submit(
-        self, batch: Sequence[Metric | dict[str, Any]], *, wait: bool = True
-    ) -> SubmitResult: ...
+        self, batch: Sequence[Metric | dict[str, Any]], *, wait: bool = True, source: str = "plugin"
+    ) -> SubmitResult:
+        """``source`` is the submitting plugin's id: devices it auto-registers record where they came from."""
+        ...

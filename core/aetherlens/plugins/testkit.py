@@ -37,7 +37,9 @@ class MemorySink:
         self.known_types = set(METRIC_TYPES) | set(extra_types)
         self.changed = asyncio.Event()
 
-    async def submit(self, batch: Sequence[Metric | dict[str, Any]], *, wait: bool = True) -> SubmitResult:
+    async def submit(
+        self, batch: Sequence[Metric | dict[str, Any]], *, wait: bool = True, source: str = "plugin"
+    ) -> SubmitResult:
         result = SubmitResult()
         for index, item in enumerate(batch):
             wire = to_wire(item)

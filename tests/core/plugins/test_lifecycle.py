@@ -145,7 +145,7 @@ async def test_a_failing_sink_does_not_stop_the_schedule() -> None:
             super().__init__(extra_types=["ticks"])
             self.calls = 0
 
-        async def submit(self, batch, *, wait=True):  # type: ignore[no-untyped-def]
+        async def submit(self, batch, *, wait=True, source="plugin"):  # type: ignore[no-untyped-def]
             self.calls += 1
             if self.calls <= 2:
                 raise RuntimeError("collector hiccup")
