@@ -53,8 +53,9 @@ def build_document(specs: Iterable[RouteSpec], *, version: str) -> dict[str, Any
     for i, spec in enumerate(specs):
         if spec.query is not None:
             inputs.append(((i, "query"), "validation", TypeAdapter(spec.query)))
-        if spec.body_adapter is not None:
-            inputs.append(((i, "body"), "validation", spec.body_adapter))
+        body_adapter = spec.body_adapter or spec.body_doc_adapter
+        if body_adapter is not None:
+            inputs.append(((i, "body"), "validation", body_adapter))
         if spec.response_adapter is not None:
             inputs.append(((i, "response"), "serialization", spec.response_adapter))
     schemas, defs = TypeAdapter.json_schemas(inputs, ref_template=_REF) if inputs else ({}, {})
@@ -78,7 +79,7 @@ def build_document(specs: Iterable[RouteSpec], *, version: str) -> dict[str, Any
             params.extend(_query_parameters(spec.query, schemas[((i, "query"), "validation")], components))
         if params:
             op["parameters"] = params
-        if spec.body_adapter is not None:
+        if spec.body_adapter is not None or spec.body_doc_adapter is not None:
             op["requestBody"] = {
                 "required": spec.body_required,
                 "content": {"application/json": {"schema": schemas[((i, "body"), "validation")]}},
@@ -97,9 +98,10 @@ def build_document(specs: Iterable[RouteSpec], *, version: str) -> dict[str, Any
                 "content": {spec.content_type: {"schema": {"type": "string"}}},
             }
         statuses = set(spec.errors)
-        if spec.query is not None or spec.body_adapter is not None or spec.path_params:
+        has_body = spec.body_adapter is not None or spec.body_doc_adapter is not None
+        if spec.query is not None or has_body or spec.path_params:
             statuses.add(400)
-        if spec.body_adapter is not None:
+        if has_body:
             statuses.add(413)
         if spec.scope is not None:
             statuses |= {401, 403, 429}

@@ -81,6 +81,9 @@ class RouteSpec:
     query: type[Any] | None = None
     body: Any = None  # a pydantic model class or any type a TypeAdapter accepts
     body_required: bool = True  # False: an empty body is allowed and arrives as None
+    # Documented in OpenAPI but not parsed: for handlers that read the body themselves (ingest keeps a
+    # batch's good metrics when some are bad, which one whole-body validation could not).
+    body_doc: Any = None
     response: Any = None
     status: int = 200
     rate_limit: RateLimit = "principal"
@@ -90,6 +93,7 @@ class RouteSpec:
     path_params: tuple[str, ...] = field(default=())
     path_patterns: dict[str, str] = field(default_factory=dict)  # name -> aiohttp regex, when given
     body_adapter: TypeAdapter[Any] | None = None
+    body_doc_adapter: TypeAdapter[Any] | None = None
     response_adapter: TypeAdapter[Any] | None = None
 
     @property
@@ -113,6 +117,7 @@ class RouteTable:
         query: type[Any] | None = None,
         body: Any = None,
         body_required: bool = True,
+        body_doc: Any = None,
         response: Any = None,
         status: int = 200,
         rate_limit: RateLimit | None = None,
@@ -121,6 +126,8 @@ class RouteTable:
     ) -> Callable[[F], F]:
         if scope is not None and scope != "any" and scope not in SCOPES:
             raise ValueError(f"route {method} {path}: unknown scope {scope!r}")
+        if body is not None and body_doc is not None:
+            raise ValueError(f"route {method} {path}: give body (parsed) or body_doc (documented), not both")
         if query is not None and not (isinstance(query, type) and issubclass(query, BaseModel)):
             raise TypeError(f"route {method} {path}: query must be a pydantic model")
 
@@ -136,6 +143,7 @@ class RouteTable:
                 query=query,
                 body=body,
                 body_required=body_required,
+                body_doc=body_doc,
                 response=response,
                 status=status,
                 rate_limit=rate_limit or ("none" if scope is None else "principal"),
@@ -145,6 +153,7 @@ class RouteTable:
                 path_params=tuple(name for name, _ in _PATH_PARAM.findall(path)),
                 path_patterns={name: regex for name, regex in _PATH_PARAM.findall(path) if regex},
                 body_adapter=TypeAdapter(body) if body is not None else None,
+                body_doc_adapter=TypeAdapter(body_doc) if body_doc is not None else None,
                 response_adapter=TypeAdapter(response) if response is not None else None,
             )
             for existing in self.specs:

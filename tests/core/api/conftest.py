@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,12 @@ from aetherlens.api.app import create_app
 from aetherlens.api.auth.service import AUTH_SERVICE_KEY, AuthService, ensure_admin
 from aetherlens.api.context import ApiContext, StaticCapabilities
 from aetherlens.api.routing import RouteTable
-from aetherlens.config import Settings
+from aetherlens.collect import Collector
+from aetherlens.config import Settings, WriterSettings
 from aetherlens.db.capabilities import probe
 from aetherlens.db.migrations import apply_migrations
 from aetherlens.db.pool import create_pool
+from aetherlens.db.writer import Writer
 
 # The root conftest's constants (tests/core is not a package, so they cannot be imported from it).
 ADMIN_DSN = os.environ.get("AETHERLENS_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -153,4 +156,20 @@ async def make_api(api_dsn: str, tmp_path: Path) -> AsyncIterator[MakeApi]:
     for client in clients:
         await client.close()
     for pool in pools:
+        await pool.close()
+
+
+@asynccontextmanager
+async def running_collector(dsn: str, tmp: Path, **writer: Any) -> AsyncIterator[tuple[Collector, Writer]]:
+    """The real ingest path (Collector + Writer on their own pool), for routes that ingest."""
+    settings: Settings = api_settings(tmp / "data")
+    pool = await create_pool(dsn, settings, min_size=1, max_size=2)
+    w = Writer(pool, WriterSettings(**({"flush_interval": 0.05} | writer)), tmp / "spool")
+    await w.start()
+    collector = Collector(w, pool, settings)
+    await collector.start()
+    try:
+        yield collector, w
+    finally:
+        await w.close()
         await pool.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,31 +13,13 @@ import orjson
 import pytest
 
 from aetherlens.api.schemas.metrics import CurrentOut, SeriesOut
-from aetherlens.collect import Collector
-from aetherlens.config import Settings, WriterSettings
-from aetherlens.db.pool import create_pool
 from aetherlens.db.writer import Writer
 
-from .conftest import Api, MakeApi, api_settings
+from .conftest import Api, MakeApi, running_collector
 from .test_devices_routes import bearer, error_of
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 T0 = NOW - timedelta(hours=3)
-
-
-@asynccontextmanager
-async def running_collector(dsn: str, tmp: Path, **writer: Any) -> AsyncIterator[tuple[Collector, Writer]]:
-    settings: Settings = api_settings(tmp / "data")
-    pool = await create_pool(dsn, settings, min_size=1, max_size=2)
-    w = Writer(pool, WriterSettings(**({"flush_interval": 0.05} | writer)), tmp / "spool")
-    await w.start()
-    collector = Collector(w, pool, settings)
-    await collector.start()
-    try:
-        yield collector, w
-    finally:
-        await w.close()
-        await pool.close()
 
 
 IngestApi = Callable[..., Awaitable[tuple[Api, Writer]]]

@@ -74,6 +74,14 @@ async def test_document_matches_contract_shapes(make_api: MakeApi) -> None:
     assert error["properties"]["error"]["required"] == ["code", "message"]
     assert doc["paths"]["/api/v1/auth/logout"]["post"]["requestBody"]["required"] is False
     assert "204" in doc["paths"]["/api/v1/users/{name}"]["delete"]["responses"]
+    # Ingest parses its own body (bad metrics are rejected one by one) but documents the contract's shape.
+    ingest = doc["paths"]["/api/v1/metrics"]["post"]
+    envelope = resolve(ingest["requestBody"]["content"]["application/json"]["schema"])
+    assert envelope["properties"]["metrics"]["maxItems"] == 100_000
+    metric = resolve(envelope["properties"]["metrics"]["items"])
+    assert set(metric["required"]) == {"time", "device_id", "metric_type", "value"}
+    assert {"unit", "tags"} <= set(metric["properties"])
+    assert {"400", "413", "503"} <= set(ingest["responses"])
 
 
 async def test_docs_page_is_self_contained(make_api: MakeApi) -> None:

@@ -17,6 +17,7 @@ from aetherlens.api.routing import Call, route
 from aetherlens.api.schemas.metrics import (
     MAX_INGEST_METRICS,
     CurrentOut,
+    IngestBody,
     IngestResult,
     MetricsQuery,
     SeriesOut,
@@ -62,6 +63,7 @@ def parse_envelope(raw: bytes) -> list[Any]:
     "POST",
     "/api/v1/metrics",
     scope="ingest",
+    body_doc=IngestBody,
     response=IngestResult,
     errors=(400, 413, 503),
     summary="Ingest a batch of metrics",
