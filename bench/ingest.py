@@ -10,9 +10,9 @@ COPY) into ``CREATE TABLE ... (LIKE metrics INCLUDING ALL)``, i.e. a fresh copy 
 with the same indexes. Each path starts from empty tables; the ceiling is measured before and after the
 product paths and averaged, because the machine is shared and drifts.
 
-Rows of the report are pluggable: ``PATHS`` maps a name to an async function ``(ctx) -> PathResult``;
-the HTTP path (``POST /api/v1/metrics``) can be added with ``register_path("http", fn)`` from a module
-that builds the API app (see ``http_path_hook`` below).
+Rows of the report are pluggable: ``PATHS`` maps a name to an async function ``(ctx) -> PathResult``.
+The HTTP row runs ``aetherlens serve`` as its own process on the same database and posts the same rows
+as pre-encoded JSON batches, so the client's encoding is not counted against the core.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import asyncio
 import gc
 import os
 import resource
+import signal
+import socket
 import sys
 import tempfile
 import time
@@ -32,7 +34,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
+import orjson
 
 from aetherlens.collect import Collector
 from aetherlens.config import Settings, WriterSettings
@@ -186,17 +190,7 @@ async def collector_metric_path(ctx: BenchContext) -> PathResult:
 
 async def collector_dict_path(ctx: BenchContext) -> PathResult:
     # HTTP shape after JSON parsing: dicts, ISO 8601 times with offset, energy given in Wh.
-    iso: dict[datetime, str] = {}
-    items = [
-        {
-            "time": iso.setdefault(t, t.isoformat()),
-            "device_id": d,
-            "metric_type": mt,
-            "value": v * 1000.0 if mt == "energy" else v,
-            "unit": "Wh" if mt == "energy" else u,
-        }
-        for t, d, mt, v, u, _ in ctx.tuples
-    ]
+    items = http_items(ctx.tuples)
     try:
         return await _through_collector(
             ctx, "Collector.submit(dict, ISO time)", items, "HTTP shape after parsing; energy in Wh → kWh"
@@ -206,9 +200,121 @@ async def collector_dict_path(ctx: BenchContext) -> PathResult:
         gc.collect()
 
 
-async def http_path_hook(ctx: BenchContext) -> PathResult:
-    """POST /api/v1/metrics: to be provided by the API (register_path("http", fn) replaces this row)."""
-    return PathResult("POST /api/v1/metrics", None, "not measured here yet (hook: register_path)")
+def http_items(tuples: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The HTTP shape before JSON encoding: ISO 8601 times with offset, energy given in Wh."""
+    iso: dict[datetime, str] = {}
+    return [
+        {
+            "time": iso.setdefault(t, t.isoformat()),
+            "device_id": d,
+            "metric_type": mt,
+            "value": v * 1000.0 if mt == "energy" else v,
+            "unit": "Wh" if mt == "energy" else u,
+        }
+        for t, d, mt, v, u, _ in tuples
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def process_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def http_path(ctx: BenchContext) -> PathResult:
+    """POST /api/v1/metrics against `aetherlens serve` running as its own process on the same database."""
+    conn = await asyncpg.connect(ctx.dsn)
+    await reset_tables(conn)
+    bodies = [
+        orjson.dumps({"metrics": http_items(ctx.tuples[i : i + ctx.batch])})
+        for i in range(0, len(ctx.tuples), ctx.batch)
+    ]
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="aetherlens-bench-http-") as data_dir:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AETHERLENS_")} | {
+            "AETHERLENS_DATABASE_URL": ctx.dsn,
+            "AETHERLENS_DATA_DIR": data_dir,
+            "AETHERLENS_ADMIN_PASSWORD": "bench-admin-password",
+            "AETHERLENS_WRITER__BATCH_SIZE": str(ctx.settings.writer.batch_size),
+            "AETHERLENS_LOG__LEVEL": "warning",
+        }
+        cli = [sys.executable, "-m", "aetherlens.cli"]
+        created = await asyncio.create_subprocess_exec(
+            *cli,
+            "api-keys",
+            "create",
+            "--name",
+            "bench",
+            "--scopes",
+            "ingest",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await created.communicate()
+        assert created.returncode == 0, "api-keys create failed"
+        key = out.decode().strip()
+        server = await asyncio.create_subprocess_exec(
+            *cli, "serve", "--port", str(port), env=env, stderr=asyncio.subprocess.DEVNULL
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+            connector = aiohttp.TCPConnector(limit=ctx.producers)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                await _wait_until_serving(session, url)
+                queue: asyncio.Queue[bytes] = asyncio.Queue()
+                for body in bodies:
+                    queue.put_nowait(body)
+                accepted = 0
+
+                async def poster() -> None:
+                    nonlocal accepted
+                    while not queue.empty():
+                        body = queue.get_nowait()
+                        while True:
+                            async with session.post(f"{url}/api/v1/metrics", data=body, headers=headers) as r:
+                                if r.status == 503:  # backpressure: retry after the advertised wait
+                                    await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+                                    continue
+                                answer = await r.json()
+                                assert r.status == 200 and not answer["rejected"], answer
+                                accepted += answer["accepted"]
+                                break
+
+                start = time.perf_counter()
+                await asyncio.gather(*(poster() for _ in range(ctx.producers)))
+                seconds = time.perf_counter() - start
+            server_rss = process_rss_mb(server.pid)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(server.wait(), timeout=60)
+    stored = await conn.fetchval("SELECT count(*) FROM metrics")
+    await conn.close()
+    assert accepted == stored == len(ctx.tuples), f"http: accepted {accepted}, stored {stored}"
+    return PathResult(
+        "POST /api/v1/metrics",
+        seconds,
+        f"`aetherlens serve` process, {ctx.producers} connections; core RSS {server_rss:.0f} MB after",
+    )
+
+
+async def _wait_until_serving(session: aiohttp.ClientSession, url: str) -> None:
+    for _ in range(120):
+        try:
+            async with session.get(f"{url}/health/live") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        await asyncio.sleep(0.5)
+    raise RuntimeError("aetherlens serve did not start within 60 s")
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -257,7 +363,7 @@ async def run(args: argparse.Namespace) -> int:
             f"\nprocess RSS: {baseline:.0f} MB before generating input (imports, pool code), "
             f"{rss_mb():.0f} MB now, peak {peak_rss_mb():.0f} MB (the peak includes the prebuilt input rows)"
         )
-        print("target: ratio >= 0.5 of the COPY ceiling for Collector.submit()")
+        print("target: ratio >= 0.5 of the COPY ceiling for Collector.submit() and POST /api/v1/metrics")
     finally:
         admin = await asyncpg.connect(ADMIN_DSN)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -267,7 +373,7 @@ async def run(args: argparse.Namespace) -> int:
 
 register_path("collector_metric", collector_metric_path)
 register_path("collector_dict", collector_dict_path)
-register_path("http", http_path_hook)
+register_path("http", http_path)
 
 
 def main() -> int:
