@@ -178,11 +178,14 @@ class CredentialStore:
             try:
                 conn = await self.pool.acquire(timeout=10)
                 await conn.add_listener(CHANNEL, self._on_notify)
+                self._wake.clear()
                 await self.load()  # changes made while we were not listening
                 while not conn.is_closed():
-                    self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=self.refresh_interval)
+                    # Cleared before the reload, so a change notified while it runs wakes the next round
+                    # instead of being lost until the periodic refresh.
+                    self._wake.clear()
                     self._prune_expired()
                     await self.flush_key_use()
                     await self.load()
