@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 
 from aetherlens.api.context import CTX_KEY
+from aetherlens.db.outage import DATABASE_UNREACHABLE
 from aetherlens.errors import AetherLensError, AuthenticationError, BackpressureError
 from aetherlens.obs import request_id_var
 
@@ -109,17 +110,6 @@ def from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Res
     return error_response(status, code, message, details or None, headers)
 
 
-# The database is unreachable, restarting or gone: temporary, answered with 503 + Retry-After.
-_DATABASE_GONE = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InvalidCatalogNameError,
-)
-
-
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -141,7 +131,7 @@ def _unexpected(exc: Exception, request: web.Request) -> web.Response:
         # PostgreSQL's class 22 (a value out of range, an impossible date ...): the input is at fault.
         # (Plain DataError is asyncpg's client-side argument encoding: a bug, so a 500 below.)
         return error_response(400, "invalid_value", f"a value was refused by the database: {exc.message}")
-    if isinstance(exc, _DATABASE_GONE):
+    if isinstance(exc, DATABASE_UNREACHABLE):
         # The database went away mid-request: a temporary condition, not a bug.
         log.warning("database unavailable in %s %s: %s", request.method, request.path, type(exc).__name__)
         return error_response(

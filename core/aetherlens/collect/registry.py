@@ -14,6 +14,8 @@ from typing import Final
 
 import asyncpg
 
+from aetherlens.db.outage import DATABASE_UNREACHABLE
+
 log = logging.getLogger(__name__)
 
 _QUERY_TIMEOUT: Final = 2.0
@@ -25,16 +27,6 @@ SELECT u.id, u.id, 'other', u.source FROM unnest($1::text[], $2::text[]) AS u(id
 ON CONFLICT (id) DO NOTHING
 """
 _EXISTING: Final = "SELECT id FROM devices WHERE id = ANY($1::text[])"
-
-_UNREACHABLE: Final = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-)
 
 
 class DeviceRegistry:
@@ -50,7 +42,7 @@ class DeviceRegistry:
         try:
             async with self.pool.acquire(timeout=_QUERY_TIMEOUT) as conn:
                 rows = await conn.fetch("SELECT id FROM devices", timeout=_QUERY_TIMEOUT)
-        except _UNREACHABLE as exc:
+        except DATABASE_UNREACHABLE as exc:
             log.warning("device registry not loaded (%s); ids are checked as they arrive", exc)
             return
         self.known.update(r["id"] for r in rows)
@@ -78,7 +70,7 @@ class DeviceRegistry:
                     log.info("registered %d new device(s) from %s", len(ids), source)
                 else:
                     found = {r["id"] for r in await conn.fetch(_EXISTING, ids, timeout=_QUERY_TIMEOUT)}
-        except _UNREACHABLE as exc:
+        except DATABASE_UNREACHABLE as exc:
             if self.auto_register:
                 # Accept now (the metrics are spooled anyway); register when the database is back.
                 for device_id in ids:
@@ -113,7 +105,7 @@ class DeviceRegistry:
                 await conn.execute(
                     _REGISTER, ids, [self._unregistered[i] for i in ids], timeout=_QUERY_TIMEOUT
                 )
-        except _UNREACHABLE:
+        except DATABASE_UNREACHABLE:
             self._retry_at = time.monotonic() + _RETRY_SECONDS
             return
         log.info("registered %d device(s) first seen while the database was away", len(ids))

@@ -42,6 +42,7 @@ import orjson
 
 from aetherlens.config import WriterSettings
 from aetherlens.db import ingest_metrics as m
+from aetherlens.db.outage import DATABASE_UNREACHABLE
 from aetherlens.db.spool import Row, Spool, SpoolFullError, encode_batch
 from aetherlens.errors import BackpressureError, DatabaseError
 
@@ -73,19 +74,6 @@ INSERT INTO rollup_pending (bucket) SELECT unnest($6::timestamptz[])
 ON CONFLICT (bucket) DO UPDATE SET marked_at = now()
 """
 
-# Errors that mean "the database is not there right now" (spool and retry), as opposed to errors about
-# the statement itself. TimeoutError and ConnectionError are OSErrors.
-_OUTAGE_ERRORS: Final = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.ReadOnlySQLTransactionError,
-)
-
 
 class Unreachable(Exception):
     """The database could not be reached (the wrapped error says why)."""
@@ -95,7 +83,7 @@ def _statement_error(exc: BaseException) -> bool:
     """The server refused the statement itself (as opposed to: the connection or server went away, or
     the client's connection state is unknown). Only these fail a batch; all else is an outage: spool it,
     and the batch id makes a batch that did commit after all harmless on replay."""
-    return isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, _OUTAGE_ERRORS)
+    return isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, DATABASE_UNREACHABLE)
 
 
 _by_time: Final = itemgetter(0)
