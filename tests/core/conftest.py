@@ -1,8 +1,7 @@
-"""Shared fixtures: a real PostgreSQL (the machine's, on 127.0.0.1:5432) with a database per test session.
+"""Shared fixtures: a real PostgreSQL (the machine's, on 127.0.0.1:5432), a database per test.
 
-The machine's server is shared by every test run, so each run creates databases with unique names and
-drops them afterwards. Tests that stop a server use a throwaway managed cluster (see ``cluster_dir``),
-never the shared one.
+Helpers behind them live in ``dbtest`` (importable from every test area). Tests that stop a server use
+a throwaway managed cluster (see ``cluster_dir``), never the shared one.
 """
 
 from __future__ import annotations
@@ -10,36 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
-
-ADMIN_DSN = os.environ.get("AETHERLENS_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def dsn_for(database: str) -> str:
-    base, _, _ = ADMIN_DSN.rpartition("/")
-    return f"{base}/{database}"
-
-
-async def _create_database(name: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-async def _drop_database(name: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
+from dbtest import create_database, drop_database, dsn_for, dsn_in, migrate, shared_timescaledb_admin_dsn
 
 DatabaseFactory = Callable[[], Awaitable[str]]
 
@@ -50,14 +24,55 @@ async def fresh_database() -> AsyncIterator[DatabaseFactory]:
     created: list[str] = []
 
     async def make() -> str:
-        name = f"aetherlens_test_{uuid.uuid4().hex[:12]}"
-        await _create_database(name)
+        name = await create_database()
         created.append(name)
         return dsn_for(name)
 
     yield make
     for name in created:
-        await _drop_database(name)
+        await drop_database(name)
+
+
+@pytest.fixture(scope="session")
+async def migrated_template() -> AsyncIterator[str]:
+    """A database with every migration applied (plain PostgreSQL), made once per test session."""
+    name = await create_database()
+    await migrate(dsn_for(name))
+    yield name
+    await drop_database(name)
+
+
+@pytest.fixture
+async def migrated_database(migrated_template: str) -> AsyncIterator[DatabaseFactory]:
+    """Factory: each call returns the DSN of a fresh copy of the migrated template (much faster than
+    migrating again); all are dropped afterwards."""
+    created: list[str] = []
+
+    async def make() -> str:
+        name = await create_database(template=migrated_template)
+        created.append(name)
+        return dsn_for(name)
+
+    yield make
+    for name in created:
+        await drop_database(name)
+
+
+@pytest.fixture
+async def fresh_timescaledb() -> AsyncIterator[DatabaseFactory]:
+    """Factory: a new empty database on the session's TimescaleDB cluster (skips where TimescaleDB is
+    absent, saying why)."""
+    admin = shared_timescaledb_admin_dsn()
+    created: list[str] = []
+
+    async def make() -> str:
+        name = await create_database(admin)
+        created.append(name)
+        return dsn_in(admin, name)
+
+    yield make
+    for name in created:
+        await drop_database(name, admin)
 
 
 @pytest.fixture
@@ -71,55 +86,13 @@ def cluster_dir() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-# -- ingest (writer/collector tests): a database with the ingest tables -------------------------------
-_INGEST_FALLBACK_SCHEMA = """
-CREATE TABLE IF NOT EXISTS devices (id text PRIMARY KEY, name text NOT NULL,
-    type text NOT NULL DEFAULT 'other', room text, source text, tags jsonb NOT NULL DEFAULT '{}',
-    created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE IF NOT EXISTS metrics (time timestamptz NOT NULL, device_id text NOT NULL,
-    metric_type text NOT NULL, value double precision NOT NULL, unit text, tags jsonb);
-CREATE INDEX IF NOT EXISTS metrics_series_time_idx ON metrics (device_id, metric_type, time DESC);
-CREATE TABLE IF NOT EXISTS metrics_latest (device_id text NOT NULL, metric_type text NOT NULL,
-    time timestamptz NOT NULL, value double precision NOT NULL, unit text,
-    PRIMARY KEY (device_id, metric_type));
-CREATE TABLE IF NOT EXISTS ingest_batches (batch_id uuid PRIMARY KEY, row_count integer NOT NULL,
-    committed_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE IF NOT EXISTS rollup_pending (bucket timestamptz PRIMARY KEY,
-    marked_at timestamptz NOT NULL DEFAULT now());
-"""
-
-
-async def create_ingest_schema(dsn: str) -> None:
-    """The product's migrations when the runner works, else the same shapes (docs/ARCHITECTURE.md)."""
-    try:
-        from aetherlens.db.capabilities import probe
-        from aetherlens.db.migrations import apply_migrations
-
-        conn = await asyncpg.connect(dsn)
-        try:
-            await apply_migrations(conn, await probe(conn))
-        finally:
-            await conn.close()
-    except Exception as exc:  # the runner is being built in parallel; ingest tests need only the tables
-        import warnings
-
-        warnings.warn(f"migrations unusable ({exc!r}); using the ingest fallback schema", stacklevel=1)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(_INGEST_FALLBACK_SCHEMA)
-    finally:
-        await conn.close()
+@pytest.fixture
+async def ingest_dsn(migrated_database: DatabaseFactory) -> str:
+    """DSN of a fresh migrated database (metrics, metrics_latest, ingest_batches, rollup_pending, devices)."""
+    return await migrated_database()
 
 
 @pytest.fixture
-async def ingest_dsn(fresh_database: DatabaseFactory) -> str:
-    """DSN of a fresh database holding metrics, metrics_latest, ingest_batches, rollup_pending, devices."""
-    dsn = await fresh_database()
-    await create_ingest_schema(dsn)
-    return dsn
-
-
-@pytest.fixture
-def ingest_schema() -> Callable[[str], Awaitable[None]]:
-    """``await ingest_schema(dsn)`` creates the ingest tables in an existing database."""
-    return create_ingest_schema
+def ingest_schema() -> Callable[[str], Awaitable[object]]:
+    """``await ingest_schema(dsn)`` applies the product's migrations to an existing database."""
+    return migrate

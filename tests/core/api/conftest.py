@@ -6,8 +6,6 @@ Data-route tests use the same ``make_api`` factory: ``api = await make_api(); aw
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,51 +22,17 @@ from aetherlens.api.context import ApiContext, StaticCapabilities
 from aetherlens.api.routing import RouteTable
 from aetherlens.collect import Collector
 from aetherlens.config import Settings, WriterSettings
-from aetherlens.db.capabilities import probe
-from aetherlens.db.migrations import apply_migrations
 from aetherlens.db.pool import create_pool
 from aetherlens.db.writer import Writer
-
-# The root conftest's constants (tests/core is not a package, so they cannot be imported from it).
-ADMIN_DSN = os.environ.get("AETHERLENS_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def dsn_for(database: str) -> str:
-    return f"{ADMIN_DSN.rpartition('/')[0]}/{database}"
-
 
 ADMIN_PASSWORD = "admin-password-123"
 USER_PASSWORD = "user-password-1234"
 
 
-async def _admin_execute(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(scope="session")
-async def api_template() -> AsyncIterator[str]:
-    """A database migrated once; each test clones it (CREATE DATABASE ... TEMPLATE), much faster."""
-    name = f"aetherlens_apitmpl_{uuid.uuid4().hex[:10]}"
-    await _admin_execute(f'CREATE DATABASE "{name}"')
-    conn = await asyncpg.connect(dsn_for(name))
-    try:
-        await apply_migrations(conn, await probe(conn))
-    finally:
-        await conn.close()
-    yield name
-    await _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture
-async def api_dsn(api_template: str) -> AsyncIterator[str]:
-    name = f"aetherlens_test_{uuid.uuid4().hex[:12]}"
-    await _admin_execute(f'CREATE DATABASE "{name}" TEMPLATE "{api_template}"')
-    yield dsn_for(name)
-    await _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+async def api_dsn(migrated_database: Callable[[], Awaitable[str]]) -> str:
+    """A fresh copy of the session's migrated template (tests/core/conftest.py)."""
+    return await migrated_database()
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from dbtest import ADMIN_DSN
 
 from aetherlens.api.app import STORE_KEY
 from aetherlens.api.auth import queries as q
@@ -18,7 +19,7 @@ from aetherlens.api.auth.keys import SECRET_FILE, digest, new_api_key
 from aetherlens.api.auth.service import ensure_admin
 from aetherlens.api.auth.tokens import issue_access_token
 
-from .conftest import ADMIN_DSN, ADMIN_PASSWORD, USER_PASSWORD, MakeApi, api_settings
+from .conftest import ADMIN_PASSWORD, USER_PASSWORD, MakeApi, api_settings
 from .test_framework import assert_envelope
 
 

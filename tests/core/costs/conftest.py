@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
 
-from aetherlens.db.capabilities import probe
-from aetherlens.db.migrations import apply_migrations
-
 
 @pytest.fixture
-async def cost_dsn(fresh_database) -> str:  # type: ignore[no-untyped-def]
-    dsn: str = await fresh_database()
-    conn = await asyncpg.connect(dsn)
-    try:
-        await apply_migrations(conn, await probe(conn))
-    finally:
-        await conn.close()
-    return dsn
+async def cost_dsn(migrated_database: Callable[[], Awaitable[str]]) -> str:
+    return await migrated_database()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from schema_helpers import PLAIN, FakeCaps
+from dbtest import PLAIN, FakeCaps
 
 from aetherlens.db.migrations import (
     apply_migrations,

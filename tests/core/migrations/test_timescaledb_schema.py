@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
-from schema_helpers import PLAIN, migrate, pause_scheduled_jobs
+from dbtest import PLAIN, migrate, pause_scheduled_jobs
 
 from aetherlens.config import RetentionSettings
 from aetherlens.db.capabilities import probe

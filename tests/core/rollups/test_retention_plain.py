@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from schema_helpers import PLAIN
+from dbtest import PLAIN
 
 from aetherlens.config import RetentionSettings
 from aetherlens.db.migrations import apply_migrations

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from dbtest import PLAIN
 from rollup_data import at, rollup_rows, write
-from schema_helpers import PLAIN
 
 from aetherlens.config import RetentionSettings
 from aetherlens.db.migrations import apply_migrations

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from dbtest import PLAIN, pause_scheduled_jobs
 from rollup_data import assert_same as assert_same_rows
 from rollup_data import at, rollup_rows, synthetic, write
-from schema_helpers import PLAIN, pause_scheduled_jobs
 
 from aetherlens.config import RetentionSettings
 from aetherlens.db.capabilities import probe

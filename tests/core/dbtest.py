@@ -1,8 +1,10 @@
-"""Helpers shared by the migration and rollup tests (imported by name from both test directories).
+"""Database helpers shared by every test area (``tests/core`` is on pytest's import path: ``import dbtest``).
 
-TimescaleDB is not installed on the machine's shared server's preload list, so TimescaleDB tests run on
-one throwaway managed cluster per test session (``ManagedPostgres`` preloads timescaledb when its files
-are installed), in a directory the ``postgres`` user can reach; it is stopped when the session ends.
+The machine's server (127.0.0.1:5432) is shared by every test run, so tests create databases with
+unique names and drop them afterwards. TimescaleDB is not on that server's preload list, so TimescaleDB
+tests run on one throwaway managed cluster per test session (``ManagedPostgres`` preloads timescaledb
+when its files are installed), in a directory the ``postgres`` user can reach; it is stopped when the
+session ends.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ SKIP_REASON = (
     "the timescaledb extension is not installed for this machine's PostgreSQL binaries "
     "(no timescaledb.control / timescaledb.so); TimescaleDB tests need it"
 )
+
+ADMIN_DSN = os.environ.get("AETHERLENS_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 PLAIN = Capabilities(pg_version="15", timescaledb=False, timescaledb_tsl=False)
 
@@ -72,23 +76,30 @@ def shared_timescaledb_admin_dsn() -> str:
     return dsn
 
 
+def dsn_for(database: str) -> str:
+    """DSN of ``database`` on the machine's shared server."""
+    return dsn_in(ADMIN_DSN, database)
+
+
 def dsn_in(admin_dsn: str, database: str) -> str:
     before, _, query = admin_dsn.partition("?")
     base = before.rsplit("/", 1)[0]
     return f"{base}/{database}" + (f"?{query}" if query else "")
 
 
-async def create_database(admin_dsn: str) -> str:
+async def create_database(admin_dsn: str = ADMIN_DSN, *, template: str | None = None) -> str:
+    """Create a uniquely named database (a copy of ``template`` when given); return its name."""
     name = f"aetherlens_test_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(admin_dsn)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        clause = f' TEMPLATE "{template}"' if template else ""
+        await conn.execute(f'CREATE DATABASE "{name}"{clause}')
     finally:
         await conn.close()
     return name
 
 
-async def drop_database(admin_dsn: str, name: str) -> None:
+async def drop_database(name: str, admin_dsn: str = ADMIN_DSN) -> None:
     conn = await asyncpg.connect(admin_dsn)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
