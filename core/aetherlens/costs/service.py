@@ -45,6 +45,9 @@ def to_instant(value: TimeLike, zone: dt.tzinfo, what: str) -> dt.datetime:
             raise ValidationError(f"{what}: '{value}' is not an ISO date or datetime") from None
     if not isinstance(value, dt.datetime):
         value = dt.datetime.combine(value, dt.time())
+    # Billing cycles around a range reach a month either side: keep them inside datetime's years.
+    if not 2 <= value.year <= 9998:
+        raise ValidationError(f"{what}: '{value.date()}' must lie between the years 2 and 9998")
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone)
     return value.astimezone(dt.UTC)

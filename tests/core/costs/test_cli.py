@@ -110,3 +110,17 @@ async def test_bad_tariff_fails_naming_the_field(cost_dsn: str, tmp_path: Path) 
     assert result.stdout == ""
     several = _cli(["import-tariff", str(FIXTURE)], cost_dsn, tmp_path)
     assert several.returncode == 1 and "--label" in several.stderr
+
+
+async def test_bill_range_errors_are_messages_not_tracebacks(cost_dsn: str, tmp_path: Path) -> None:
+    tariff = tmp_path / "flat.yaml"
+    tariff.write_text(TARIFF_YAML)
+    for start, end, expected in (
+        ("9999-12-01", "9999-12-31", "between the years 2 and 9998"),  # cycles would pass year 9999
+        ("2026-04-01", "2026-03-01", "to must be after from"),
+        ("soon", "2026-03-01", "'soon' is not an ISO date"),
+    ):
+        result = _cli(["bill", "--tariff", str(tariff), "--from", start, "--to", end], cost_dsn, tmp_path)
+        assert result.returncode == 1, result.stderr
+        assert expected in result.stderr and "Traceback" not in result.stderr
+        assert result.stdout == ""
