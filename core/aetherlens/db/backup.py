@@ -94,6 +94,9 @@ async def backup(target: Target, output_dir: Path, *, keep: int = DEFAULT_KEEP) 
         await asyncio.sleep(0.002)
         path = output_dir / backup_name()
     partial = path.with_name(path.name + ".partial")
+    # A dump holds password hashes, API key digests and encrypted plugin secrets: owner-only from the
+    # first byte (pg_dump creates the file; the empty one made here carries the mode).
+    partial.touch(mode=0o600)
     log.info("backing up database %s to %s", database, path)
     started = time.monotonic()
     try:

@@ -77,6 +77,7 @@ async def test_rotation_keeps_the_newest(fresh_database: DatabaseFactory, tmp_pa
     made = [(await backups.backup(target, out, keep=2)).path for _ in range(4)]
     kept = backups.list_backups(out)
     assert kept == made[-2:]
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in kept)  # dumps hold credential digests
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [p.name for p in kept] + [p.name + ".json" for p in kept]
     )
