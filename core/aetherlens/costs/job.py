@@ -24,6 +24,7 @@ from aetherlens.costs.allocation import allocate
 from aetherlens.costs.energy import load_carbon_series, load_energy
 from aetherlens.costs.engine import ZERO, Slot, TariffVersion, compute_bills, cycle_bounds, floor_time
 from aetherlens.costs.hourly import PEAK_WINDOWS, HourlyEnergy, read_stored, write_stored
+from aetherlens.db.rollups import refresh_cost_rollups
 
 log = logging.getLogger(__name__)
 HOUR = dt.timedelta(hours=1)
@@ -114,11 +115,7 @@ class CostJob:
         )
         hours = sorted({r[0] for r in rows})
         if hours:
-            from aetherlens.db.capabilities import probe
-            from aetherlens.db.rollups import refresh_cost_rollups
-
-            capabilities = self.capabilities or await probe(conn)
-            await refresh_cost_rollups(conn, capabilities, hours)
+            await refresh_cost_rollups(conn, self.capabilities, hours)
         log.info("priced %d cost rows for tariff %s from %s to %s", len(rows), tariff_id, price_from, end)
         return CostJobResult(tariff_id, price_from, end, len(rows), repriced)
 

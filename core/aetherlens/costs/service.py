@@ -26,6 +26,7 @@ from aetherlens.costs.engine import (
 from aetherlens.costs.hourly import PEAK_WINDOWS, site_hours
 from aetherlens.costs.tariff import Tariff, parse_tariff
 from aetherlens.costs.urdb import pick_rate, urdb_to_tariff
+from aetherlens.db.rollups import refresh_cost_rollups
 from aetherlens.errors import NotFoundError, ValidationError
 
 type Conn = asyncpg.Connection | asyncpg.Pool
@@ -180,12 +181,18 @@ def _dumps(tariff: Tariff) -> str:
 
 
 async def delete_tariff(conn: Conn, tariff_id: str) -> None:
-    async with _acquire(conn) as c, c.transaction():
-        deleted = await c.fetchval("DELETE FROM rate_schedules WHERE id = $1 RETURNING id", tariff_id)
-        if deleted is None:
-            raise NotFoundError(f"no tariff with id '{tariff_id}'", details={"tariff_id": tariff_id})
-        await c.execute("DELETE FROM cost_calculations WHERE tariff_id = $1", tariff_id)
-        await c.execute("DELETE FROM cost_job_state WHERE tariff_id = $1", tariff_id)
+    async with _acquire(conn) as c:
+        async with c.transaction():
+            deleted = await c.fetchval("DELETE FROM rate_schedules WHERE id = $1 RETURNING id", tariff_id)
+            if deleted is None:
+                raise NotFoundError(f"no tariff with id '{tariff_id}'", details={"tariff_id": tariff_id})
+            hours = await c.fetch(
+                "DELETE FROM cost_calculations WHERE tariff_id = $1 RETURNING time", tariff_id
+            )
+            await c.execute("DELETE FROM cost_job_state WHERE tariff_id = $1", tariff_id)
+        # The rollups must forget the deleted hours too (after the commit: TimescaleDB refreshes its
+        # continuous aggregates outside transactions).
+        await refresh_cost_rollups(c, None, {r["time"] for r in hours})
 
 
 async def activate_tariff(conn: Conn, tariff_id: str) -> None:

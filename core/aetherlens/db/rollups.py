@@ -32,7 +32,7 @@ from typing import Final
 
 import asyncpg
 
-from aetherlens.db.migrations import CapabilitiesLike, rollup_mode
+from aetherlens.db.migrations import CapabilitiesLike, recorded_modes, rollup_mode
 from aetherlens.errors import DatabaseError, ValidationError
 
 log = logging.getLogger(__name__)
@@ -312,19 +312,25 @@ async def refresh_ranges(
 
 
 async def refresh_cost_rollups(
-    conn: asyncpg.Connection, capabilities: CapabilitiesLike, hours: Iterable[datetime]
+    conn: asyncpg.Connection, capabilities: CapabilitiesLike | None, hours: Iterable[datetime]
 ) -> RollupResult:
     """Bring cost_hourly / cost_daily up to date for these hours of cost_calculations.
 
-    The cost engine calls this after committing the hours it wrote. Plain PostgreSQL: the hours and
-    their days are rebuilt in one transaction. TimescaleDB: the continuous aggregates are refreshed over
-    those ranges, which must happen outside a transaction.
+    The cost engine calls this after committing the hours it wrote or deleted. Plain PostgreSQL: the
+    hours and their days are rebuilt in one transaction. TimescaleDB: the continuous aggregates are
+    refreshed over those ranges, which must happen outside a transaction. Without ``capabilities`` the
+    rollup mode recorded at the first migration decides (it is what the schema was built for).
     """
     buckets = sorted({hour_floor(h) for h in hours})
     if not buckets:
         return RollupResult()
     days = sorted({day_floor(h) for h in buckets})
-    if rollup_mode(capabilities) == "continuous_aggregates":
+    mode = (
+        rollup_mode(capabilities)
+        if capabilities is not None
+        else (await recorded_modes(conn)).get("rollup_mode", "tables")
+    )
+    if mode == "continuous_aggregates":
         if conn.is_in_transaction():
             raise DatabaseError(
                 "refresh_cost_rollups must be called after the cost transaction commits "

@@ -194,3 +194,14 @@ async def test_carbon_from_a_metric_series(conn: asyncpg.Connection) -> None:
     settings = Settings(site={"timezone": "UTC", "currency": "USD"})
     summary = await service.summary(conn, settings, now=utc(2026, 3, 2, 23, 59))
     assert summary["carbon_today_kg"] == pytest.approx(12 * 0.4 + 11 * 0.1 + 0.3)
+
+
+async def test_deleting_a_tariff_removes_its_costs_from_the_rollups(conn: asyncpg.Connection) -> None:
+    tid = await _setup(conn, utc(2026, 4, 5, 12))
+    await CostJob(meter_device="main").run_once(conn, now=utc(2026, 4, 5, 12, 30))
+    counts = "SELECT (SELECT count(*) FROM {0} WHERE tariff_id = $1)"
+    for table in ("cost_calculations", "cost_hourly", "cost_daily"):
+        assert await conn.fetchval(counts.format(table), tid) > 0, table
+    await service.delete_tariff(conn, tid)
+    for table in ("cost_calculations", "cost_hourly", "cost_daily"):
+        assert await conn.fetchval(counts.format(table), tid) == 0, table
