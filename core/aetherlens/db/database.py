@@ -33,6 +33,7 @@ APP_DATABASE = "aetherlens"
 READONLY_ROLE = "aetherlens_readonly"
 READONLY_SECRET_FILE = "readonly_password"  # noqa: S105 (a file name, not a secret)
 _SCRAM_ITERATIONS = 4096
+POOL_CLOSE_GRACE = 10.0  # seconds a clean shutdown waits for connections still in use
 
 
 @dataclass
@@ -43,9 +44,18 @@ class Database:
     managed: ManagedPostgres | None = None
     applied_migrations: list[str] = field(default_factory=list)
 
-    async def close(self) -> None:
-        """Close the pool; stop the managed cluster if this process started (or adopted) it."""
-        await self.pool.close()
+    async def close(self, grace: float = POOL_CLOSE_GRACE) -> None:
+        """Close the pool; stop the managed cluster if this process started (or adopted) it.
+
+        ``Pool.close`` waits for every acquired connection to come back; a task that never releases one
+        must not keep the core (and its database) from stopping, so after ``grace`` seconds the pool's
+        remaining connections are terminated.
+        """
+        try:
+            await asyncio.wait_for(self.pool.close(), timeout=grace)
+        except TimeoutError:
+            log.warning("database connections still in use after %.0f s; terminating them", grace)
+            self.pool.terminate()
         if self.managed is not None and self.managed.owned:
             await asyncio.to_thread(self.managed.stop)
 

@@ -113,6 +113,24 @@ async def test_external_url_is_used_as_is(fresh_database: DatabaseFactory, tmp_p
     assert not readonly_secret_path(settings).exists()
 
 
+async def test_close_is_bounded_when_a_connection_is_never_released(
+    fresh_database: DatabaseFactory, tmp_path: Path
+) -> None:
+    dsn = await fresh_database()
+    db = await open_database(load_settings(env={}, data_dir=str(tmp_path), database={"url": dsn}))
+    await db.pool.acquire()  # a task that never gives its connection back
+    await db.close(grace=0.5)  # returns: the pool is terminated instead of waiting forever
+    observer = await asyncpg.connect(dsn)
+    try:
+        left = await observer.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await observer.close()
+    assert left == 0
+
+
 def test_scram_verifier_matches_postgres_format() -> None:
     # RFC 7677 / PostgreSQL: SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>
     verifier = scram_sha256_verifier("pencil", salt=b"0123456789abcdef")
