@@ -69,23 +69,23 @@ async def probe(conn: asyncpg.Connection) -> Capabilities:
         recorded = await _recorded_storage_mode(conn)
         if available is None:
             reason = "the timescaledb extension is not installed on this PostgreSQL server"
-        elif recorded == "plain":
-            # Creating it would switch a plain database's storage mode under its feet (and undo a
-            # DROP EXTENSION the user ran to keep the plain schema); it stays plain.
-            reason = (
-                "timescaledb is available on the server, but this database was set up on plain PostgreSQL "
-                "(storage mode recorded at its first migration); to use TimescaleDB, back it up and restore "
-                "it into a new database"
-            )
-            log.warning("TimescaleDB not used: %s", reason)
         elif not await _preloaded(conn):
-            # Checked first: without preloading, timescaledb's loader answers CREATE EXTENSION with a
-            # FATAL error that ends the whole connection.
+            # Checked before creating it: without preloading, timescaledb's loader answers
+            # CREATE EXTENSION with a FATAL error that ends the whole connection.
             reason = (
                 "timescaledb is installed on the server but not preloaded "
                 "(shared_preload_libraries does not list it)"
             )
             log.info("TimescaleDB not used: %s", reason)
+        elif recorded == "plain":
+            # Creating it would switch a plain database's storage mode under its feet (and undo a
+            # DROP EXTENSION the user ran to keep the plain schema); it stays plain.
+            reason = (
+                "timescaledb is usable on this server, but this database was set up on plain PostgreSQL "
+                "(storage mode recorded at its first migration); to use TimescaleDB, back it up and restore "
+                "it into a new database"
+            )
+            log.warning("TimescaleDB not used: %s", reason)
         else:
             installed, reason = await _create_extension(conn)
     elif await _license(conn) is None:

@@ -44,6 +44,20 @@ async def test_shared_server_without_preload_probes_as_plain(fresh_database: Dat
         await conn.close()
 
 
+async def test_migrated_plain_database_on_a_server_without_preload_names_the_real_reason(
+    migrated_database: DatabaseFactory,
+) -> None:
+    conn = await asyncpg.connect(await migrated_database())  # storage mode recorded: plain
+    try:
+        caps = await probe(conn)
+        assert caps.timescaledb is False
+        if TIMESCALEDB_INSTALLED:
+            # The server could not load it anyway: say that, not "restore into a new database".
+            assert "not preloaded" in (caps.timescaledb_reason or "")
+    finally:
+        await conn.close()
+
+
 def test_as_dict_reports_licence_features() -> None:
     tsl = Capabilities("15.20", 150020, timescaledb=True, timescaledb_version="2.22.1", timescaledb_tsl=True)
     apache = Capabilities(
