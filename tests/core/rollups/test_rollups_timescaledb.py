@@ -155,6 +155,9 @@ async def test_late_data_older_than_raw_retention_keeps_the_aggregate(both) -> N
     await RollupJob(caps).run_once(tsdb)
     assert (await rollup_rows(tsdb, "metrics_hourly"))[(old, "m1", "energy")]["count"] == 6
     await apply_retention_settings(tsdb, caps, RetentionSettings(raw_days=30))
+    # Only this test's run_job may apply the new policy: a scheduled run racing the assertions below
+    # would delete the late row too.
+    await pause_scheduled_jobs(tsdb)
     job_id = await tsdb.fetchval(
         "SELECT job_id FROM timescaledb_information.jobs "
         "WHERE proc_name = 'policy_retention' AND hypertable_name = 'metrics'"
