@@ -30,7 +30,7 @@ from aetherlens.db.database import Database, open_database
 from aetherlens.db.retention import RetentionJob, apply_retention_settings
 from aetherlens.db.rollups import RollupJob
 from aetherlens.db.writer import Row, Writer
-from aetherlens.models import DEVICE_ID_PATTERN, DEVICE_TYPES, Metric, MetricType
+from aetherlens.models import DEVICE_ID_PATTERN, DEVICE_TYPES, Metric
 from aetherlens.plugins.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,7 @@ class Core:
         self.writer.add_listener(self._on_written)
         await self.supervisor.prepare()  # manifests read: their metric types are known before any submit
         self.collector.register_metric_types(
-            MetricType(d.type, d.unit, {d.unit: (1.0, 0.0)}, counter=d.counter, description=d.description)
-            for d in self.supervisor.extra_metric_types().values()
+            d.as_metric_type() for d in self.supervisor.extra_metric_types().values()
         )
         await self.supervisor.start()
 
@@ -109,7 +108,7 @@ class Core:
         retention = RetentionJob(capabilities, settings.retention)
         self._cost_job = CostJob(meter_device=settings.site.meter_device, capabilities=capabilities)
         self._jobs = [
-            asyncio.create_task(rollups.run_forever(pool, ROLLUP_INTERVAL), name="rollups"),
+            asyncio.create_task(self._every(ROLLUP_INTERVAL, rollups.run_until_idle), name="rollups"),
             asyncio.create_task(self._every(RETENTION_INTERVAL, retention.run_once), name="retention"),
             asyncio.create_task(self._every(COST_INTERVAL, self._price_new_data), name="costs"),
             asyncio.create_task(self._register_discovered_devices(), name="discovery"),

@@ -54,17 +54,6 @@ class CostJob:
                 return await self._run(conn, now)
         return await self._run(pool, now)
 
-    async def run_forever(self, pool: asyncpg.Pool, interval: float = 300.0) -> None:
-        """Price new data every ``interval`` seconds; a failed run is logged and retried next time."""
-        import asyncio
-
-        while True:
-            try:
-                await self.run_once(pool)
-            except Exception:  # the job must outlive a bad run (database restart, a bad row)
-                log.exception("cost job run failed; retrying in %.0f s", interval)
-            await asyncio.sleep(interval)
-
     async def _run(self, conn: asyncpg.Connection, now: dt.datetime | None) -> CostJobResult:
         end = floor_time(now or dt.datetime.now(dt.UTC), 60)
         tariff_id = await store.active_tariff_id(conn)

@@ -22,7 +22,6 @@ it from the raw rows with the same function. Both give the same numbers.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -237,22 +236,12 @@ class RollupJob:
         while True:
             result = await self.run_once(conn)
             if not result.hours and not result.skipped:
+                if total.hours:
+                    log.info("rolled up %d hour(s), %d day(s)", len(total.hours), len(total.days))
                 return total
             total.hours.extend(result.hours)
             total.skipped.extend(result.skipped)
             total.days.extend(d for d in result.days if d not in total.days)
-
-    async def run_forever(self, pool: asyncpg.Pool, interval: float = 60.0) -> None:
-        """The core's background loop: a pass every ``interval`` seconds; a failed pass is logged."""
-        while True:
-            try:
-                async with pool.acquire() as conn:
-                    result = await self.run_until_idle(conn)
-                if result.hours:
-                    log.info("rolled up %d hour(s), %d day(s)", len(result.hours), len(result.days))
-            except (asyncpg.PostgresError, OSError, DatabaseError) as exc:
-                log.warning("rollup pass failed, retrying in %.0f s: %s", interval, exc)
-            await asyncio.sleep(interval)
 
     async def _rebuild_tables(self, conn: asyncpg.Connection) -> RollupResult:
         async with conn.transaction():

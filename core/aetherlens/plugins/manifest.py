@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aetherlens import __version__
 from aetherlens.errors import PluginError
-from aetherlens.models import METRIC_TYPES
+from aetherlens.models import METRIC_TYPES, MetricType
 
 MANIFEST_NAME: Final = "plugin.yaml"
 PLUGIN_ID_PATTERN: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -35,6 +35,10 @@ class MetricDeclaration(_Strict):
     unit: str = Field(min_length=1, max_length=32)
     counter: bool = False
     description: str = ""
+
+    def as_metric_type(self) -> MetricType:
+        """The collector's view: a declared type is accepted in its own unit only (no conversions)."""
+        return MetricType(self.type, self.unit, {self.unit: (1.0, 0.0)}, self.counter, self.description)
 
 
 class Requirements(_Strict):

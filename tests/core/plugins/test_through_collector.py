@@ -7,7 +7,6 @@ from pathlib import Path
 from aetherlens.collect.collector import Collector
 from aetherlens.db.database import open_database
 from aetherlens.db.writer import Writer
-from aetherlens.models import MetricType
 from aetherlens.plugins.discovery import discover
 
 from .conftest import FAST, make_settings, wait_for
@@ -35,10 +34,7 @@ async def test_simulator_and_counter_metrics_land_in_postgres(fresh_database, tm
         await supervisor.prepare()
         # The counter fixture declares a type outside the vocabulary; its manifest makes it known
         # before the first process can submit.
-        collector.register_metric_types(
-            MetricType(d.type, d.unit, {d.unit: (1.0, 0.0)}, counter=d.counter)
-            for d in supervisor.extra_metric_types().values()
-        )
+        collector.register_metric_types(d.as_metric_type() for d in supervisor.extra_metric_types().values())
         await supervisor.start()
         sim = supervisor.runners["simulator"]
         await wait_for(
