@@ -273,14 +273,16 @@ async def http_path(ctx: BenchContext) -> PathResult:
                 for body in bodies:
                     queue.put_nowait(body)
                 accepted = 0
+                backpressured = 0
 
                 async def poster() -> None:
-                    nonlocal accepted
+                    nonlocal accepted, backpressured
                     while not queue.empty():
                         body = queue.get_nowait()
                         while True:
                             async with session.post(f"{url}/api/v1/metrics", data=body, headers=headers) as r:
                                 if r.status == 503:  # backpressure: retry after the advertised wait
+                                    backpressured += 1
                                     await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
                                     continue
                                 answer = await r.json()
@@ -301,7 +303,8 @@ async def http_path(ctx: BenchContext) -> PathResult:
     return PathResult(
         "POST /api/v1/metrics",
         seconds,
-        f"`aetherlens serve` process, {ctx.producers} connections; core RSS {server_rss:.0f} MB after",
+        f"`aetherlens serve` process, {ctx.producers} connections, {backpressured} answers 503 (queue "
+        f"full); core RSS {server_rss:.0f} MB after",
     )
 
 
