@@ -58,9 +58,15 @@ class Started:
     startup_seconds: float
 
 
+# Called with the open pool before plugins start; returns the settings to run with (the demo resumes its
+# simulator from stored readings this way).
+PluginPreparer = Callable[[asyncpg.Pool, Settings], Awaitable[Settings]]
+
+
 class Core:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, prepare_plugins: PluginPreparer | None = None) -> None:
         self.settings = settings
+        self._prepare_plugins = prepare_plugins
         self.database: Database | None = None
         self.writer: Writer | None = None
         self.collector: Collector | None = None
@@ -85,7 +91,8 @@ class Core:
         await self.writer.start()
         self.collector = Collector(self.writer, pool, settings)
         await self.collector.start()
-        self.supervisor = Supervisor(settings, self.collector, pool=pool)
+        plugin_settings = await self._prepare_plugins(pool, settings) if self._prepare_plugins else settings
+        self.supervisor = Supervisor(plugin_settings, self.collector, pool=pool)
 
         self.context = ApiContext(
             settings=settings,

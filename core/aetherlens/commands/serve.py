@@ -14,6 +14,7 @@ import sys
 from importlib.resources import files
 from typing import Any
 
+import asyncpg
 import yaml
 
 from aetherlens.api.auth import queries as auth_queries
@@ -58,7 +59,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(settings: Settings, host: str | None, port: int | None, *, demo: bool) -> int:
-    core = Core(settings)
+    core = Core(settings, prepare_plugins=_resume_simulator if demo else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -76,6 +77,31 @@ async def _run(settings: Settings, host: str | None, port: int | None, *, demo: 
     finally:
         await core.stop()
     return 0
+
+
+# The simulator's last stored counter readings and when they were taken.
+_LAST_READINGS = """
+SELECT l.device_id, l.metric_type, l.value, extract(epoch FROM l.time) AS at
+FROM metrics_latest AS l JOIN devices AS d ON d.id = l.device_id
+WHERE d.source = 'simulator' AND l.metric_type IN ('energy', 'energy_exported')
+"""
+
+
+async def _resume_simulator(pool: asyncpg.Pool, settings: Settings) -> Settings:
+    """On a restart over stored demo data the simulator continues its meters and fills only the gap:
+    regenerating history, or restarting counters lower than stored, would read as counter resets."""
+    simulator = settings.plugins.get("simulator")
+    if simulator is None or not simulator.enabled:
+        return settings
+    rows = await pool.fetch(_LAST_READINGS)
+    if not rows:
+        return settings
+    counters: dict[str, dict[str, float]] = {}
+    for row in rows:
+        counters.setdefault(row["device_id"], {})[row["metric_type"]] = row["value"]
+    resume = {"after": float(max(row["at"] for row in rows)), "counters": counters}
+    resumed = simulator.model_copy(update={"config": {**simulator.config, "resume": resume}})
+    return settings.model_copy(update={"plugins": {**settings.plugins, "simulator": resumed}})
 
 
 async def _install_demo_tariff(core: Core, settings: Settings) -> None:

@@ -8,6 +8,7 @@ data, shows no password again and replaces the demo key.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import signal
@@ -15,14 +16,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
 
 AETHERLENS = [sys.executable, "-m", "aetherlens.cli"]
 START_TIMEOUT = 120.0
+HISTORY_START = (datetime.now(UTC) - timedelta(hours=49)).isoformat()
 
 
 class RunningCore:
@@ -141,6 +145,7 @@ async def test_demo_runs_prices_and_restarts_cleanly(data_dir: Path) -> None:
         assert core.stop() == 0
     assert not (data_dir / "postgres" / "data" / "postmaster.pid").exists(), "database left running"
 
+    restarted_at = datetime.now(UTC).isoformat()
     again = RunningCore(data_dir, "demo")
     try:
         assert again.field("admin password") is None  # shown once, at the first start only
@@ -150,5 +155,18 @@ async def test_demo_runs_prices_and_restarts_cleanly(data_dir: Path) -> None:
         assert status == 401  # the previous demo key was revoked
         _, devices = await get(f"{again.url}/api/v1/devices", new_key)
         assert "sim-h001-mains" in {d["id"] for d in devices["items"]}  # data survived the restart
+        # The restarted simulator carries its meters on and fills only the gap: the mains counter never
+        # drops (a drop would be billed as a counter reset) and its readings are not generated twice.
+        series = await wait_for(
+            f"{again.url}/api/v1/metrics?device_id=sim-h001-mains&metric_type=energy&resolution=raw"
+            f"&from={quote(HISTORY_START)}",
+            new_key,
+            lambda body: body["points"][-1]["time"] > restarted_at,
+        )
+        values = [p["value"] for p in series["points"]]
+        times = [p["time"] for p in series["points"]]
+        assert len(values) > 2 * 60  # 48 h of backfill at one reading a minute, and more
+        assert all(b >= a for a, b in itertools.pairwise(values)), "the mains counter dropped"
+        assert len(times) == len(set(times)), "history was generated twice"
     finally:
         assert again.stop() == 0

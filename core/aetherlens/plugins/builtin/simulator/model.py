@@ -148,6 +148,15 @@ class Simulation:
         self._last: float | None = None
         self._offset_cache: tuple[int, float] = (-1, 0.0)
 
+    def resume_counters(self, counters: dict[str, dict[str, float]]) -> None:
+        """Continue from stored meter readings (``{device: {"energy": kWh, "energy_exported": kWh}}``), so
+        a restarted simulation's counters carry on instead of dropping (which would read as a reset)."""
+        for house in self.households:
+            for device_id, counter in house.counters.items():
+                stored = counters.get(device_id, {})
+                counter.imported_kwh = float(stored.get("energy", counter.imported_kwh))
+                counter.exported_kwh = float(stored.get("energy_exported", counter.exported_kwh))
+
     def devices(self) -> Iterator[tuple[str, str, str]]:
         """(id, name, type) of every simulated device, mains meters included."""
         for house in self.households:

@@ -34,8 +34,15 @@ class SimulatorPlugin(BasePlugin):
         now = time.time()
         backfill = float(cfg.get("backfill_hours", 0)) * 3600
         step = float(cfg.get("backfill_step_seconds", 60))
+        start = now - backfill
+        resume = cfg.get("resume")
+        if resume:
+            # A restart over stored history: counters carry on, and only the gap since the last stored
+            # reading is filled (history is never generated twice).
+            self.sim.resume_counters(resume.get("counters", {}))
+            start = max(start, float(resume["after"]) + step)
         # History first: the timestamps still to emit, oldest first, handed out over the first polls.
-        self.pending = [now - backfill + i * step for i in range(int(backfill // step))] if backfill else []
+        self.pending = [start + i * step for i in range(int((now - start) // step))] if now > start else []
         self.last_time: float | None = None
 
     def _emit(self, t: float) -> list[MetricLike]:
