@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from aetherlens.costs.engine import ZERO, Slot, TariffVersion, floor_time
+from aetherlens.costs.engine import ZERO, Slot, TariffVersion
+from aetherlens.timebuckets import floor_time
 
 WORK_MEM = "64MB"  # a constant, never user input
 # Readings this far past the range close its last interval. None are needed before it: an interval
@@ -168,7 +169,7 @@ async def _load(
             t0, t1, kwh = row["slot"], row["t1"], _dec(row["kwh"])
             _spread_demand(out, row["device_id"], t0, t1, kwh, slot_minutes)
             if t1 - t0 > counter_gap:
-                out.gaps.append(_gap(row["device_id"], t0, t1, "energy", kwh))
+                out.gaps.append(gap_record(row["device_id"], t0, t1, "energy", kwh))
             continue
         table = out.imports if row["metric_type"] == "energy" else out.exports
         table[row["device_id"]][row["slot"]] = _dec(row["kwh"])
@@ -182,12 +183,14 @@ async def _load(
         if row["exp"]:
             out.exports[row["device_id"]][row["slot"]] = _dec(row["exp"])
     for row in await conn.fetch(_POWER_GAPS_SQL, start, end, EDGE, excluded, devices, power_gap):
-        out.gaps.append(_gap(row["device_id"], row["t0"], row["t1"], "power", None))
+        out.gaps.append(gap_record(row["device_id"], row["t0"], row["t1"], "power", None))
     out.gaps.sort(key=lambda g: (g["start_utc"], g["device_id"]))
     return out
 
 
-def _gap(device: str, t0: dt.datetime, t1: dt.datetime, metric: str, kwh: Decimal | None) -> dict[str, Any]:
+def gap_record(
+    device: str, t0: dt.datetime, t1: dt.datetime, metric: str, kwh: Decimal | None
+) -> dict[str, Any]:
     return {
         "device_id": device,
         "metric_type": metric,
@@ -215,10 +218,6 @@ def _spread_demand(
         upto = min(bucket + step, t1)
         moves[bucket] = moves.get(bucket, ZERO) + kwh * Decimal((upto - cursor).total_seconds()) / total
         cursor = upto
-
-
-def public_gaps(gaps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in g.items() if k != "start_utc"} for g in gaps]
 
 
 _CARBON_UNITS = {"g/kWh": Decimal("0.001"), "gCO2/kWh": Decimal("0.001"), "kg/kWh": Decimal(1)}

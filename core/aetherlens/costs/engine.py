@@ -24,12 +24,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import pairwise
+from math import gcd
 from typing import Any
 
 from aetherlens.costs.tariff import Tariff, Tier
+from aetherlens.timebuckets import floor_time, local_days, zone_slot_minutes
 
 ZERO = Decimal(0)
-EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class CycleBill:
     demand_by_period: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     slots: list[SlotPrice] = field(default_factory=list)
     gaps: list[dict[str, Any]] = field(default_factory=list)
+    # Fixed charges per tariff-version sub-span (start, end, amount, zone): what accrue_fixed spreads.
+    fixed_spans: list[tuple[dt.datetime, dt.datetime, Decimal, str]] = field(default_factory=list)
 
     @property
     def total(self) -> Decimal:
@@ -124,12 +127,6 @@ def _zone(name: str) -> dt.tzinfo:
     return ZoneInfo(name)
 
 
-def floor_time(t: dt.datetime, minutes: int) -> dt.datetime:
-    step = minutes * 60
-    seconds = int((t - EPOCH).total_seconds())
-    return EPOCH + dt.timedelta(seconds=seconds - seconds % step)
-
-
 def tier_widths(total: Decimal, tiers: Sequence[Tier]) -> list[Decimal]:
     """How much of ``total`` falls in each tier (cumulative thresholds)."""
     widths: list[Decimal] = []
@@ -145,14 +142,6 @@ def tier_widths(total: Decimal, tiers: Sequence[Tier]) -> list[Decimal]:
 
 def tiered_charge(amount: Decimal, tiers: Sequence[Tier]) -> Decimal:
     return sum((w * t.price for w, t in zip(tier_widths(amount, tiers), tiers, strict=True)), ZERO)
-
-
-def local_days(start: dt.datetime, end: dt.datetime, zone: dt.tzinfo) -> Decimal:
-    """Calendar days between two instants on the local wall clock (a 23- or 25-hour day counts as 1)."""
-    a = start.astimezone(zone).replace(tzinfo=None)
-    b = end.astimezone(zone).replace(tzinfo=None)
-    delta = b - a
-    return Decimal(delta.days) + Decimal(delta.seconds) / Decimal(86400)
 
 
 def cycle_bounds(tariff: Tariff, t: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
@@ -194,29 +183,40 @@ class VersionSet:
 
 
 class PeriodCache:
-    """period_at is called for every slot; a cache per (version, UTC hour) keeps a year of slots fast."""
+    """period_at is called for every slot; a cache per (version, local hour) keeps a year of slots fast.
+
+    Periods change on local hours, so the key is the slot floored to the grid on which the zone's local
+    hours start (``zone_slot_minutes``): a UTC hour in Asia/Kolkata holds two local half hours, which
+    may lie in different periods.
+    """
 
     def __init__(self, versions: VersionSet) -> None:
         self.versions = versions
+        self._grid = [zone_slot_minutes(v.tariff.timezone) for v in versions.versions]
         self._cache: dict[tuple[int, dt.datetime], str] = {}
 
     def period(self, vidx: int, t: dt.datetime) -> str:
-        hour = t.replace(minute=0, second=0, microsecond=0)
-        key = (vidx, hour)
+        key = (vidx, floor_time(t, self._grid[vidx]))
         found = self._cache.get(key)
         if found is None:
             tariff = self.versions.versions[vidx].tariff
-            found = self._cache[key] = tariff.period_at(t.astimezone(tariff.zone))
+            found = self._cache[key] = tariff.period_at(key[1].astimezone(tariff.zone))
         return found
 
 
-def slot_minutes_for(tariffs: Iterable[Tariff]) -> int:
-    """Slot length the data must be binned in so netting and demand windows are exact."""
-    from math import gcd
-
+def energy_slot_minutes(tariffs: Iterable[Tariff]) -> int:
+    """Slot length for energy alone: netting intervals and the zone's local hours fall on its grid."""
     minutes = 60
     for tariff in tariffs:
-        minutes = gcd(minutes, tariff.export_netting_minutes)
+        minutes = gcd(minutes, tariff.export_netting_minutes, zone_slot_minutes(tariff.timezone))
+    return minutes
+
+
+def slot_minutes_for(tariffs: Iterable[Tariff]) -> int:
+    """Slot length the raw data must be binned in so netting, demand windows and periods are exact."""
+    tariffs = list(tariffs)
+    minutes = energy_slot_minutes(tariffs)
+    for tariff in tariffs:
         if tariff.demand.charges:
             minutes = gcd(minutes, tariff.demand.window_minutes)
     return minutes
@@ -230,14 +230,16 @@ def compute_bills(
     end: dt.datetime,
     *,
     carbon_series: Mapping[dt.datetime, Decimal] | None = None,
-    hourly_peaks: Mapping[dt.datetime, Decimal] | None = None,
+    demand_windows: Mapping[int, Mapping[dt.datetime, Decimal]] | None = None,
     gaps: Sequence[dict[str, Any]] = (),
 ) -> list[CycleBill]:
     """One bill per billing cycle inside ``[start, end)`` (UTC instants), cycles clipped to the range.
 
-    ``carbon_series`` maps UTC hours to kg/kWh (overrides the tariff's per-period intensity);
-    ``hourly_peaks`` maps UTC hours to a stored peak kW, used for demand where the slots are hourly
-    (re-pricing beyond raw retention).
+    A slot starting before ``start`` holds only the intervals that start inside the range (the readers
+    cut there), so it counts: a range may begin mid-slot. ``carbon_series`` maps UTC hours to kg/kWh
+    (overrides the tariff's per-period intensity); ``demand_windows`` maps a window length to the
+    average kW of each window (by its start) measured where the slots carry no demand of their own
+    (the cost job's stored windows, for hours priced from its stored slots).
     """
     vs = VersionSet(versions)
     periods = PeriodCache(vs)
@@ -249,11 +251,13 @@ def compute_bills(
         cs, ce = cycle_bounds(tariff, cursor)
         cycles.append((max(cs, start), min(ce, end), cs, ce))
         cursor = ce
+    first_slot = floor_time(start, slot_minutes)
     for slot in sorted(slots, key=lambda s: s.start):
-        if not start <= slot.start < end:
+        if not first_slot <= slot.start < end:
             continue
+        at = max(slot.start, start)
         for c_start, c_end, _, _ in cycles:
-            if c_start <= slot.start < c_end:
+            if c_start <= at < c_end:
                 by_cycle[c_start].append(slot)
                 break
     bills = []
@@ -268,11 +272,37 @@ def compute_bills(
             full_start,
             full_end,
             carbon_series,
-            hourly_peaks,
+            demand_windows,
         )
         bill.gaps = [g for g in gaps if c_start <= g["start_utc"] < c_end]
         bills.append(bill)
     return bills
+
+
+def accrue_fixed(bill: CycleBill, grid_minutes: int) -> dict[dt.datetime, Decimal]:
+    """The bill's fixed charges accrued per slot of the grid, by local wall-clock time.
+
+    Every "so far" figure (today, month to date, history) uses this one rule: a fixed charge accrues
+    evenly over the local days of its span. The slots of each span add up exactly to its amount (the
+    last slot takes the remainder), so the accruals sum to ``bill.fixed``.
+    """
+    out: dict[dt.datetime, Decimal] = defaultdict(lambda: ZERO)
+    step = dt.timedelta(minutes=grid_minutes)
+    for span_start, span_end, amount, zone_name in bill.fixed_spans:
+        if not amount:
+            continue
+        zone = _zone(zone_name)
+        span_days = local_days(span_start, span_end, zone)
+        cursor, given = floor_time(span_start, grid_minutes), ZERO
+        last = floor_time(span_end - dt.timedelta(microseconds=1), grid_minutes)
+        while cursor < last:
+            piece_start, piece_end = max(cursor, span_start), min(cursor + step, span_end)
+            part = amount * local_days(piece_start, piece_end, zone) / span_days if span_days else ZERO
+            out[cursor] += part
+            given += part
+            cursor += step
+        out[last] += amount - given
+    return dict(out)
 
 
 def _price_cycle(
@@ -285,7 +315,7 @@ def _price_cycle(
     full_start: dt.datetime,
     full_end: dt.datetime,
     carbon_series: Mapping[dt.datetime, Decimal] | None,
-    hourly_peaks: Mapping[dt.datetime, Decimal] | None,
+    demand_windows: Mapping[int, Mapping[dt.datetime, Decimal]] | None,
 ) -> CycleBill:
     first = vs.versions[vs.at(start)].tariff
     bill = CycleBill(
@@ -356,17 +386,20 @@ def _price_cycle(
         cycle_days = local_days(full_start, full_end, zone)
         days = local_days(sub_start, sub_end, zone)
         month_share = Decimal(1) if (sub_start, sub_end) == (full_start, full_end) else days / cycle_days
-        bill.fixed += tariff.fixed.per_day * days + tariff.fixed.per_month * month_share
+        fixed = tariff.fixed.per_day * days + tariff.fixed.per_month * month_share
+        bill.fixed += fixed
+        bill.fixed_spans.append((sub_start, sub_end, fixed, tariff.timezone))
         minimum_due += tariff.minimum.per_day * days + tariff.minimum.per_month * month_share
         demand_share = days / cycle_days if multi_version else Decimal(1)
         _demand(
             bill,
             tariff,
-            [s for s in slots if sub_start <= s.start < sub_end],
+            [s for s in slots if sub_start <= max(s.start, start) < sub_end],
             slot_minutes,
             full_start,
             demand_share,
-            hourly_peaks,
+            demand_windows,
+            (sub_start, sub_end),
         )
     charges = bill.energy + bill.fixed + bill.demand
     bill.minimum = max(minimum_due - charges, ZERO)
@@ -380,7 +413,8 @@ def _demand(
     slot_minutes: int,
     cycle_start: dt.datetime,
     share: Decimal,
-    hourly_peaks: Mapping[dt.datetime, Decimal] | None,
+    demand_windows: Mapping[int, Mapping[dt.datetime, Decimal]] | None,
+    span: tuple[dt.datetime, dt.datetime],
 ) -> None:
     window = max(tariff.demand.window_minutes, slot_minutes)
     windows: dict[dt.datetime, Decimal] = defaultdict(lambda: ZERO)
@@ -388,11 +422,12 @@ def _demand(
         windows[floor_time(slot.start, window)] += slot.demand
     hours = Decimal(window) / Decimal(60)
     kw = {t: kwh / hours for t, kwh in windows.items()}
-    if hourly_peaks:
-        for t in list(kw):
-            stored = hourly_peaks.get(t.replace(minute=0, second=0, microsecond=0))
-            if stored is not None:
-                kw[t] = stored
+    stored = (demand_windows or {}).get(tariff.demand.window_minutes)
+    if stored:
+        # Stored windows cover hours whose slots carry no demand (0 above); raw-read hours have none.
+        for t, value in stored.items():
+            if span[0] <= t < span[1]:
+                kw[t] = kw.get(t, ZERO) + value
     if kw:
         bill.peak_kw = max(bill.peak_kw, max(kw.values()))
     cycle_month = cycle_start.astimezone(tariff.zone).month

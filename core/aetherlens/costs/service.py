@@ -13,21 +13,23 @@ import asyncpg
 
 from aetherlens.config import Settings
 from aetherlens.costs import store
-from aetherlens.costs.energy import DeviceEnergy, load_carbon_series, load_energy
+from aetherlens.costs.allocation import allocate, slot_charges
+from aetherlens.costs.energy import load_carbon_series, load_energy
 from aetherlens.costs.engine import (
     ZERO,
     CycleBill,
     TariffVersion,
     compute_bills,
     cycle_bounds,
-    local_days,
+    energy_slot_minutes,
     slot_minutes_for,
 )
-from aetherlens.costs.hourly import PEAK_WINDOWS, site_hours
+from aetherlens.costs.stored import priced_energy
 from aetherlens.costs.tariff import Tariff, parse_tariff
 from aetherlens.costs.urdb import pick_rate, urdb_to_tariff
-from aetherlens.db.rollups import refresh_cost_rollups
+from aetherlens.db.queries import costs as cost_rows
 from aetherlens.errors import NotFoundError, ValidationError
+from aetherlens.timebuckets import floor_time, local_day_start, local_days
 
 type Conn = asyncpg.Connection | asyncpg.Pool
 type TimeLike = dt.datetime | dt.date | str
@@ -101,20 +103,32 @@ async def price(
     *,
     device_id: str | None = None,
     meter_device: str | None = None,
-    energy: DeviceEnergy | None = None,
-) -> tuple[list[CycleBill], DeviceEnergy]:
-    """Bills of the site (or of one device, standalone) for ``[start, end)``, plus the energy read."""
-    minutes = slot_minutes_for(v.tariff for v in versions)
+) -> list[CycleBill]:
+    """Bills of the site (or of one device, standalone) for ``[start, end)``.
+
+    The site is priced from the cost job's stored slots where they are exact and from raw readings
+    elsewhere (``stored.priced_energy``); a single device's bill reads its raw readings.
+    """
     async with _acquire(conn) as c:
-        # Finer slots serve a coarser need; coarser ones would blur netting or demand: read again.
-        if energy is None or minutes % energy.slot_minutes:
-            energy = await load_energy(c, start, end, minutes, devices=[device_id] if device_id else None)
         carbon = await load_carbon_series(c, versions, start, end)
-    chosen = {device_id} if device_id else site_devices(meter_device)
-    slots = energy.slots(chosen)
-    gaps = [g for g in energy.gaps if chosen is None or g["device_id"] in chosen]
-    bills = compute_bills(versions, slots, energy.slot_minutes, start, end, carbon_series=carbon, gaps=gaps)
-    return bills, energy
+        if device_id is None:
+            energy = await priced_energy(c, versions, start, end, meter_device)
+            return compute_bills(
+                versions,
+                energy.slots,
+                energy.slot_minutes,
+                start,
+                end,
+                carbon_series=carbon,
+                demand_windows=energy.demand_windows,
+                gaps=energy.gaps,
+            )
+        minutes = slot_minutes_for(v.tariff for v in versions)
+        raw = await load_energy(c, start, end, minutes, devices=[device_id])
+    gaps = [g for g in raw.gaps if g["device_id"] == device_id]
+    return compute_bills(
+        versions, raw.slots({device_id}), minutes, start, end, carbon_series=carbon, gaps=gaps
+    )
 
 
 async def bill(
@@ -129,17 +143,14 @@ async def bill(
     """The contract's bill JSON: one object per billing cycle inside ``[start, end)``."""
     versions = await _versions(conn, tariff)
     a, b = _range(start, end, versions[0].tariff.zone)
-    bills, _ = await price(conn, versions, a, b, device_id=device_id, meter_device=meter_device)
+    bills = await price(conn, versions, a, b, device_id=device_id, meter_device=meter_device)
     return [x.to_json() for x in bills]
 
 
 # --- tariffs ---------------------------------------------------------------------------------------
 async def list_tariffs(conn: Conn) -> list[dict[str, Any]]:
     async with _acquire(conn) as c:
-        rows = await c.fetch(
-            "SELECT id, name, effective_from, currency, timezone, source, definition::text AS definition,"
-            " active, created_at, updated_at FROM rate_schedules ORDER BY name, effective_from"
-        )
+        rows = await store.list_rows(c)
     return [store.row_to_json(r) for r in rows]
 
 
@@ -160,45 +171,22 @@ async def update_tariff(conn: Conn, tariff_id: str, definition: dict[str, Any]) 
     tariff = parse_tariff(definition)
     async with _acquire(conn) as c:
         row = await store.fetch_row(c, tariff_id)
-        effective = tariff.effective_from_utc or row["effective_from"]
-        await c.execute(
-            "UPDATE rate_schedules SET name = $2, effective_from = $3, currency = $4, timezone = $5,"
-            " definition = $6::text::jsonb, updated_at = now() WHERE id = $1",
-            tariff_id,
-            tariff.name,
-            effective,
-            tariff.currency,
-            tariff.timezone,
-            _dumps(tariff),
-        )
+        await store.update_tariff(c, tariff_id, tariff, tariff.effective_from_utc or row["effective_from"])
         return store.row_to_json(await store.fetch_row(c, tariff_id))
 
 
-def _dumps(tariff: Tariff) -> str:
-    import orjson
-
-    return orjson.dumps(tariff.to_json()).decode()
-
-
 async def delete_tariff(conn: Conn, tariff_id: str) -> None:
-    async with _acquire(conn) as c:
-        async with c.transaction():
-            deleted = await c.fetchval("DELETE FROM rate_schedules WHERE id = $1 RETURNING id", tariff_id)
-            if deleted is None:
-                raise NotFoundError(f"no tariff with id '{tariff_id}'", details={"tariff_id": tariff_id})
-            hours = await c.fetch(
-                "DELETE FROM cost_calculations WHERE tariff_id = $1 RETURNING time", tariff_id
-            )
-            await c.execute("DELETE FROM cost_job_state WHERE tariff_id = $1", tariff_id)
-        # The rollups must forget the deleted hours too (after the commit: TimescaleDB refreshes its
-        # continuous aggregates outside transactions).
-        await refresh_cost_rollups(c, None, {r["time"] for r in hours})
+    async with _acquire(conn) as c, c.transaction():
+        if not await store.delete_tariff(c, tariff_id):
+            raise NotFoundError(f"no tariff with id '{tariff_id}'", details={"tariff_id": tariff_id})
+        # Its costs and their rollups go with it (the cost tables' owner does the deleting).
+        await cost_rows.delete_tariff_costs(c, tariff_id)
 
 
 async def activate_tariff(conn: Conn, tariff_id: str) -> None:
     async with _acquire(conn) as c, c.transaction():
         await store.fetch_row(c, tariff_id)
-        await c.execute("UPDATE rate_schedules SET active = (id = $1) WHERE active OR id = $1", tariff_id)
+        await store.activate(c, tariff_id)
 
 
 async def import_urdb(
@@ -225,7 +213,12 @@ async def _active(conn: Conn) -> tuple[str, list[TariffVersion]] | None:
 
 
 async def summary(conn: Conn, settings: Settings, *, now: dt.datetime | None = None) -> dict[str, Any]:
-    """Today, month (billing cycle) to date, projected cycle total, the price and period in force now."""
+    """Today, month (billing cycle) to date, projected cycle total, the price and period in force now.
+
+    One rule for fixed charges in every "so far" figure: they accrue evenly over local time
+    (``engine.accrue_fixed``), so ``today`` is the same number as today's point of the history and
+    never exceeds ``month_to_date``; ``projected_month`` counts them whole (accrued to the cycle end).
+    """
     now = now or dt.datetime.now(dt.UTC)
     empty: dict[str, Any] = {
         "currency": settings.site.currency,
@@ -239,66 +232,32 @@ async def summary(conn: Conn, settings: Settings, *, now: dt.datetime | None = N
     found = await _active(conn)
     if found is None:
         return empty
-    tariff_id, versions = found
+    _, versions = found
     current = versions[-1].tariff
     for v in versions:
         if v.effective_from is None or v.effective_from <= now:
             current = v.tariff
     cycle_start, cycle_end = cycle_bounds(current, now)
-    bills = await _month_to_date(conn, tariff_id, versions, cycle_start, now, settings.site.meter_device)
-    if not bills:
+    if now <= cycle_start:
         return empty
+    bills = await price(conn, versions, cycle_start, now, meter_device=settings.site.meter_device)
     mtd = bills[-1]
+    async with _acquire(conn) as c:
+        grid = energy_slot_minutes(await store.all_tariffs(c))
     zone = current.zone
-    local_now = now.astimezone(zone)
-    midnight = dt.datetime.combine(local_now.date(), dt.time(), tzinfo=zone).astimezone(dt.UTC)
-    today_slots = [s for s in mtd.slots if s.start >= midnight]
-    cycle_days = local_days(cycle_start, cycle_end, zone)
-    today = sum((s.energy_cost - s.export_credit for s in today_slots), ZERO)
-    today += current.fixed.per_day + current.fixed.per_month / cycle_days
-    period = current.period_at(local_now)
+    midnight = local_day_start(now, zone)
+    today_slots = [h for t, h in slot_charges(mtd, grid).items() if t >= midnight]
+    period = current.period_at(now.astimezone(zone))
     tiers = current.periods[period].tier_list
     return {
         "currency": current.currency,
-        "today": float(today),
+        "today": float(sum((h.total for h in today_slots), ZERO)),
         "month_to_date": float(mtd.total),
         "projected_month": float(projection(mtd, current, cycle_start, cycle_end, now)),
         "current_price": float(_marginal_price(mtd.kwh, tiers)),
         "current_period": period,
-        "carbon_today_kg": float(sum((s.carbon_kg for s in today_slots), ZERO)),
+        "carbon_today_kg": float(sum((h.carbon for h in today_slots), ZERO)),
     }
-
-
-async def _month_to_date(
-    conn: Conn,
-    tariff_id: str,
-    versions: list[TariffVersion],
-    start: dt.datetime,
-    now: dt.datetime,
-    meter_device: str | None,
-) -> list[CycleBill]:
-    """The open cycle so far: from the cost job's hourly tables up to its watermark, raw readings after.
-
-    Without a job run for this tariff yet, everything comes from raw readings.
-    """
-    async with _acquire(conn) as c:
-        watermark = await c.fetchval("SELECT watermark FROM cost_job_state WHERE tariff_id = $1", tariff_id)
-        if watermark is None:
-            bills, _ = await price(c, versions, start, now, meter_device=meter_device)
-            return bills
-        window = versions[-1].tariff.demand.window_minutes
-        windows = sorted({*PEAK_WINDOWS, window})
-        hourly = await site_hours(c, start, now, windows, meter_device, watermark)
-        carbon = await load_carbon_series(c, versions, start, now)
-    return compute_bills(
-        versions,
-        hourly.site(meter_device),
-        60,
-        start,
-        now,
-        hourly_peaks=hourly.peaks.get(window),
-        carbon_series=carbon,
-    )
 
 
 def _marginal_price(kwh: Decimal, tiers: list[Any]) -> Decimal:
@@ -353,12 +312,9 @@ async def comparison(
         a, b = cycle_bounds(reference, this_start - dt.timedelta(seconds=1))
     else:
         a, b = _range(start, end, reference.zone)
-    minutes = slot_minutes_for(v.tariff for vs in all_versions.values() for v in vs)
-    async with _acquire(conn) as c:
-        energy = await load_energy(c, a, b, minutes)
     out: list[dict[str, Any]] = []
     for tariff_id, name in names:
-        bills, _ = await price(conn, all_versions[tariff_id], a, b, meter_device=meter_device, energy=energy)
+        bills = await price(conn, all_versions[tariff_id], a, b, meter_device=meter_device)
         out.append(
             {
                 "tariff_id": tariff_id,
@@ -372,33 +328,75 @@ async def comparison(
 
 
 async def device_costs(
-    conn: Conn, start: TimeLike, end: TimeLike, *, tariff_id: str | None = None
+    conn: Conn,
+    start: TimeLike,
+    end: TimeLike,
+    *,
+    tariff_id: str | None = None,
+    meter_device: str | None = None,
+    now: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Per-device cost from the cost job's hourly rows (allocations of the site bill)."""
+    """Each device's share of the site bill for exactly ``[start, end)``: the items add up to that bill.
+
+    The range (clipped to now) is priced as a bill (cycles clipped to it) and allocated slot by slot
+    (``allocation.allocate``); ``estimated`` marks devices whose range holds a cycle still open.
+    """
     async with _acquire(conn) as c:
         tariff_id = tariff_id or await store.active_tariff_id(c)
+        # The range is checked before anything else, tariff or not.
+        zone = (await store.versions_of(c, tariff_id))[-1].tariff.zone if tariff_id else dt.UTC
+        a, b = _range(start, end, zone)
         if tariff_id is None:
             return []
-        zone = (await store.versions_of(c, tariff_id))[-1].tariff.zone
-        a, b = _range(start, end, zone)
-        rows = await c.fetch(
-            "SELECT device_id, sum(kwh) AS kwh, sum(cost) AS cost, sum(carbon_kg) AS carbon_kg,"
-            " bool_or(estimated) AS estimated FROM cost_calculations"
-            " WHERE tariff_id = $1 AND time >= $2 AND time < $3 GROUP BY device_id ORDER BY device_id",
-            tariff_id,
-            a,
-            b,
-        )
+        moment = now or dt.datetime.now(dt.UTC)
+        b = min(b, floor_time(moment, 1))  # costs so far: a range into the future stops at now
+        if b <= a:
+            return []
+        versions = await store.versions_of(c, tariff_id)
+        grid = energy_slot_minutes(await store.all_tariffs(c))
+        carbon = await load_carbon_series(c, versions, a, b)
+        energy = await priced_energy(c, versions, a, b, meter_device, per_device=True)
+    bills = compute_bills(
+        versions,
+        energy.slots,
+        energy.slot_minutes,
+        a,
+        b,
+        carbon_series=carbon,
+        demand_windows=energy.demand_windows,
+    )
+    imports = {d: _on_grid(m, grid, a) for d, m in energy.imports.items()}
+    exports = {d: _on_grid(m, grid, a) for d, m in energy.exports.items()}
+    site_imp = imports.pop(meter_device, {}) if meter_device else None
+    site_exp = exports.pop(meter_device, {}) if meter_device else None
+    totals: dict[str, list[Any]] = {}
+    for cycle in bills:
+        estimated = cycle.cycle_end is None or cycle.cycle_end > moment
+        for row in allocate(cycle, imports, exports, grid, site_import=site_imp, site_export=site_exp):
+            item = totals.setdefault(row.device_id, [ZERO, ZERO, ZERO, False])
+            item[0] += row.kwh
+            item[1] += row.cost
+            item[2] += row.carbon_kg
+            item[3] = item[3] or estimated
     return [
         {
-            "device_id": r["device_id"],
-            "kwh": r["kwh"],
-            "cost": r["cost"],
-            "carbon_kg": r["carbon_kg"] or 0.0,
-            "estimated": bool(r["estimated"]),
+            "device_id": device,
+            "kwh": float(kwh),
+            "cost": float(cost),
+            "carbon_kg": float(carbon_kg),
+            "estimated": estimated,
         }
-        for r in rows
+        for device, (kwh, cost, carbon_kg, estimated) in sorted(totals.items())
     ]
+
+
+def _on_grid(series: dict[dt.datetime, Decimal], grid: int, start: dt.datetime) -> dict[dt.datetime, Decimal]:
+    """Slot keys floored to the allocation grid (raw edge slots can be finer)."""
+    out: dict[dt.datetime, Decimal] = {}
+    for t, v in series.items():
+        key = floor_time(max(t, start), grid) if t < start else floor_time(t, grid)
+        out[key] = out.get(key, ZERO) + v
+    return out
 
 
 async def history(
@@ -410,32 +408,27 @@ async def history(
     *,
     tariff_id: str | None = None,
 ) -> dict[str, Any]:
-    """Cost over time from cost_hourly / cost_daily (one device, or all summed when device_id is None)."""
+    """Cost over time from the cost job's rows: UTC hours (``hour``) or the tariff's local days (``day``).
+
+    One device, or every device summed when ``device_id`` is None; the points of a billing cycle add up
+    to its bill (so far, for the open cycle).
+    """
     if resolution not in ("hour", "day"):
         raise ValidationError(f"resolution must be hour or day, not '{resolution}'")
-    table = "cost_hourly" if resolution == "hour" else "cost_daily"
     async with _acquire(conn) as c:
         tariff_id = tariff_id or await store.active_tariff_id(c)
+        zone = (await store.versions_of(c, tariff_id))[-1].tariff.zone if tariff_id else dt.UTC
+        a, b = _range(start, end, zone)
         if tariff_id is None:
             return {"points": []}
-        zone = (await store.versions_of(c, tariff_id))[-1].tariff.zone
-        a, b = _range(start, end, zone)
-        rows = await c.fetch(
-            f"SELECT bucket, sum(kwh) AS kwh, sum(cost) AS cost, sum(carbon_kg) AS carbon_kg FROM {table}"
-            " WHERE tariff_id = $1 AND bucket >= $2 AND bucket < $3"
-            " AND ($4::text IS NULL OR device_id = $4) GROUP BY bucket ORDER BY bucket",
-            tariff_id,
-            a,
-            b,
-            device_id,
-        )
+        rows = await cost_rows.history(c, resolution, tariff_id, a, b, device_id)
     return {
         "points": [
             {
                 "time": r["bucket"].astimezone(zone).isoformat(),
-                "kwh": r["kwh"],
-                "cost": r["cost"],
-                "carbon_kg": r["carbon_kg"] or 0.0,
+                "kwh": float(r["kwh"]),
+                "cost": float(r["cost"]),
+                "carbon_kg": float(r["carbon_kg"] or 0),
             }
             for r in rows
         ]

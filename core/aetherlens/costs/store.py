@@ -117,3 +117,40 @@ def versions_signature(versions: list[TariffVersion]) -> str:
     """Changes whenever any version of a tariff is added, edited or removed (triggers re-pricing)."""
     payload = [(str(v.effective_from), v.tariff.to_json()) for v in versions]
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+async def all_tariffs(conn: asyncpg.Connection) -> list[Tariff]:
+    """Every stored version of every tariff (what the stored energy's slot grid must serve)."""
+    return [row_to_tariff(r) for r in await conn.fetch(f"SELECT {_COLUMNS} FROM rate_schedules")]
+
+
+async def list_rows(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM rate_schedules ORDER BY name, effective_from"
+    )
+    return rows
+
+
+async def update_tariff(
+    conn: asyncpg.Connection, tariff_id: str, tariff: Tariff, effective_from: dt.datetime
+) -> None:
+    await conn.execute(
+        "UPDATE rate_schedules SET name = $2, effective_from = $3, currency = $4, timezone = $5,"
+        " definition = $6::text::jsonb, updated_at = now() WHERE id = $1",
+        tariff_id,
+        tariff.name,
+        effective_from,
+        tariff.currency,
+        tariff.timezone,
+        orjson.dumps(tariff.to_json()).decode(),
+    )
+
+
+async def delete_tariff(conn: asyncpg.Connection, tariff_id: str) -> bool:
+    """Delete one version; False when there was none."""
+    deleted = await conn.fetchval("DELETE FROM rate_schedules WHERE id = $1 RETURNING id", tariff_id)
+    return deleted is not None
+
+
+async def activate(conn: asyncpg.Connection, tariff_id: str) -> None:
+    await conn.execute("UPDATE rate_schedules SET active = (id = $1) WHERE active OR id = $1", tariff_id)

@@ -53,6 +53,10 @@ TARGETS: Final = (
     Target("metrics", "time", "raw_days"),
     Target("metrics_hourly", "bucket", "hourly_days"),
     Target("metrics_daily", "bucket", "daily_days"),
+)
+# Tables the cost engine keeps on every storage path (cost_daily's local days are no continuous
+# aggregate): always the batched delete, TimescaleDB or not.
+COST_TARGETS: Final = (
     Target("cost_hourly", "bucket", "hourly_days"),
     Target("cost_daily", "bucket", "daily_days"),
 )
@@ -138,9 +142,12 @@ class RetentionJob:
         batch_ids = await self._delete_batches(
             conn, INGEST_BATCHES, moment - timedelta(days=INGEST_BATCHES.days(self.retention))
         )
-        if rollup_mode(self.capabilities) == "continuous_aggregates":
-            return {**await self._run_overdue_policies(conn), INGEST_BATCHES.relation: batch_ids}
         removed: dict[str, int] = {INGEST_BATCHES.relation: batch_ids}
+        for target in COST_TARGETS:
+            cutoff = moment - timedelta(days=target.days(self.retention))
+            removed[target.relation] = await self._delete_batches(conn, target, cutoff)
+        if rollup_mode(self.capabilities) == "continuous_aggregates":
+            return {**await self._run_overdue_policies(conn), **removed}
         for target in TARGETS:
             cutoff = moment - timedelta(days=target.days(self.retention))
             if target.relation == "metrics" and storage_mode(self.capabilities) == "timescaledb":

@@ -1,4 +1,5 @@
-"""Rollups ``metrics_hourly`` / ``metrics_daily`` and ``cost_hourly`` / ``cost_daily`` on both storage paths.
+"""Rollups ``metrics_hourly`` / ``metrics_daily`` on both storage paths (the cost rollups belong to
+``aetherlens.db.queries.costs``).
 
 Buckets are UTC hours and UTC days. Writers record every hour their rows touch in ``rollup_pending`` in
 the same transaction as the rows (``mark_pending`` here, or the writer's own statement of the same
@@ -31,7 +32,8 @@ from typing import Final
 
 import asyncpg
 
-from aetherlens.db.migrations import CapabilitiesLike, recorded_modes, rollup_mode
+from aetherlens.db.migrations import CapabilitiesLike, rollup_mode
+from aetherlens.db.queries.costs import MARK_PENDING_SQL
 from aetherlens.errors import DatabaseError, ValidationError
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,6 @@ log = logging.getLogger(__name__)
 HOUR: Final = timedelta(hours=1)
 DAY: Final = timedelta(days=1)
 ROLLUP_LOCK_KEY: Final = 0x4165_7468_526F_6C6C  # "AethRoll": one rollup job at a time per database
-COST_ROLLUP_LOCK_KEY: Final = 0x4165_7468_436F_7374  # "AethCost"
 
 _MARK_SQL: Final = """
 INSERT INTO rollup_pending (bucket) SELECT unnest($1::timestamptz[])
@@ -115,29 +116,6 @@ USING unnest($1::timestamptz[], $2::text[]) AS c (bucket, version)
 WHERE p.bucket = c.bucket AND p.xmin::text = c.version
 """
 
-_COST_HOURLY_SQL: Final = (
-    "DELETE FROM cost_hourly WHERE bucket = ANY($1::timestamptz[])",
-    """
-    INSERT INTO cost_hourly (bucket, device_id, tariff_id, kwh, cost, carbon_kg, estimated, count)
-    SELECT h.bucket, c.device_id, c.tariff_id, sum(c.kwh), sum(c.cost), sum(c.carbon_kg),
-           bool_or(c.estimated), count(*)
-    FROM unnest($1::timestamptz[]) AS h (bucket)
-    JOIN cost_calculations AS c ON c.time >= h.bucket AND c.time < h.bucket + INTERVAL '1 hour'
-    GROUP BY h.bucket, c.device_id, c.tariff_id
-    """,
-)
-_COST_DAILY_SQL: Final = (
-    "DELETE FROM cost_daily WHERE bucket = ANY($1::timestamptz[])",
-    """
-    INSERT INTO cost_daily (bucket, device_id, tariff_id, kwh, cost, carbon_kg, estimated, count)
-    SELECT d.day, c.device_id, c.tariff_id, sum(c.kwh), sum(c.cost), sum(c.carbon_kg),
-           bool_or(c.estimated), count(*)
-    FROM unnest($1::timestamptz[]) AS d (day)
-    JOIN cost_calculations AS c ON c.time >= d.day AND c.time < d.day + INTERVAL '1 day'
-    GROUP BY d.day, c.device_id, c.tariff_id
-    """,
-)
-
 _REFRESH_SQL: Final = (
     "CALL refresh_continuous_aggregate($1::text::regclass, $2::timestamptz, $3::timestamptz)"
 )
@@ -170,6 +148,7 @@ async def mark_pending(conn: asyncpg.Connection, hours: Iterable[datetime]) -> i
     buckets = sorted({hour_floor(h) for h in hours})
     if buckets:
         await conn.execute(_MARK_SQL, buckets)
+        await conn.execute(MARK_PENDING_SQL, buckets)  # the cost job's marks (late data is priced)
     return len(buckets)
 
 
@@ -294,44 +273,7 @@ async def refresh_ranges(
     conn: asyncpg.Connection, view: str, windows: Sequence[tuple[datetime, datetime]]
 ) -> None:
     """``refresh_continuous_aggregate`` over each [start, end) (must run outside a transaction)."""
-    if view not in ("metrics_hourly", "metrics_daily", "cost_hourly", "cost_daily"):
+    if view not in ("metrics_hourly", "metrics_daily"):
         raise ValueError(f"not a continuous aggregate of AetherLens: {view}")
     for start, end in windows:
         await conn.execute(_REFRESH_SQL, view, start, end)
-
-
-async def refresh_cost_rollups(
-    conn: asyncpg.Connection, capabilities: CapabilitiesLike | None, hours: Iterable[datetime]
-) -> RollupResult:
-    """Bring cost_hourly / cost_daily up to date for these hours of cost_calculations.
-
-    The cost engine calls this after committing the hours it wrote or deleted. Plain PostgreSQL: the
-    hours and their days are rebuilt in one transaction. TimescaleDB: the continuous aggregates are
-    refreshed over those ranges, which must happen outside a transaction. Without ``capabilities`` the
-    rollup mode recorded at the first migration decides (it is what the schema was built for).
-    """
-    buckets = sorted({hour_floor(h) for h in hours})
-    if not buckets:
-        return RollupResult()
-    days = sorted({day_floor(h) for h in buckets})
-    mode = (
-        rollup_mode(capabilities)
-        if capabilities is not None
-        else (await recorded_modes(conn)).get("rollup_mode", "tables")
-    )
-    if mode == "continuous_aggregates":
-        if conn.is_in_transaction():
-            raise DatabaseError(
-                "refresh_cost_rollups must be called after the cost transaction commits "
-                "(TimescaleDB refreshes continuous aggregates outside transactions)"
-            )
-        await refresh_ranges(conn, "cost_hourly", ranges(buckets, HOUR))
-        await refresh_ranges(conn, "cost_daily", ranges(days, DAY))
-        return RollupResult(buckets, days)
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", COST_ROLLUP_LOCK_KEY)
-        for statement in _COST_HOURLY_SQL:
-            await conn.execute(statement, buckets)
-        for statement in _COST_DAILY_SQL:
-            await conn.execute(statement, days)
-    return RollupResult(buckets, days)

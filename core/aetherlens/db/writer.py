@@ -59,9 +59,10 @@ INSERT INTO ingest_batches (batch_id, row_count) VALUES ($1, $2)
 ON CONFLICT (batch_id) DO NOTHING RETURNING true
 """
 
-# Latest values and touched hour buckets in one round trip, inside the COPY's transaction. The bucket
-# mark is DO UPDATE, not DO NOTHING: locking an existing mark keeps the rollup job from consuming it
-# while this transaction's rows are still uncommitted (see migrations/011_rollup_pending.sql).
+# Latest values and touched hour buckets in one round trip, inside the COPY's transaction: the hours go
+# to rollup_pending (metrics rollups) and cost_pending (the cost job prices late data from it). Each
+# mark is DO UPDATE, not DO NOTHING: locking an existing mark keeps the job from consuming it while
+# this transaction's rows are still uncommitted (see migrations/011_rollup_pending.sql).
 _LATEST_AND_BUCKETS: Final = """
 WITH latest AS (
     INSERT INTO metrics_latest AS l (device_id, metric_type, time, value, unit)
@@ -69,6 +70,9 @@ WITH latest AS (
     ON CONFLICT (device_id, metric_type) DO UPDATE
         SET time = excluded.time, value = excluded.value, unit = excluded.unit
         WHERE excluded.time > l.time
+), costs AS (
+    INSERT INTO cost_pending (bucket) SELECT unnest($6::timestamptz[])
+    ON CONFLICT (bucket) DO UPDATE SET marked_at = now()
 )
 INSERT INTO rollup_pending (bucket) SELECT unnest($6::timestamptz[])
 ON CONFLICT (bucket) DO UPDATE SET marked_at = now()

@@ -16,6 +16,8 @@ from aetherlens.costs.job import CostJob
 from .data import counter, write
 from .helpers import D, cents, utc
 
+NOW = utc(2026, 4, 5, 12)  # the data ends here; the April cycle is open
+
 TARIFF: dict[str, Any] = {
     "name": "tiered",
     "timezone": "UTC",
@@ -52,7 +54,7 @@ async def test_device_costs_add_up_to_the_site_bill(conn: asyncpg.Connection) ->
     (march,) = await service.bill(conn, tid, "2026-03-01", "2026-04-01", meter_device="main")
     # 2232 kWh: 1000 x 0.10 + 1232 x 0.20 = 346.40; fixed 9 + 3.10; demand 3 kW x 4 = 12.
     assert cents(march["total"]) == D("370.50")
-    devices = await service.device_costs(conn, "2026-03-01", "2026-04-01")
+    devices = await service.device_costs(conn, "2026-03-01", "2026-04-01", meter_device="main", now=NOW)
     assert {d["device_id"] for d in devices} == {"tv", "pc", "unmetered"}
     assert cents(_sum(devices)) == cents(march["total"])
     by_id = {d["device_id"]: d for d in devices}
@@ -61,7 +63,7 @@ async def test_device_costs_add_up_to_the_site_bill(conn: asyncpg.Connection) ->
         Decimal(repr(march["total"])) / 3
     )  # a third of the meter's kWh
     assert not any(d["estimated"] for d in devices)  # March is closed
-    april = await service.device_costs(conn, "2026-04-01", "2026-05-01")
+    april = await service.device_costs(conn, "2026-04-01", "2026-05-01", meter_device="main", now=NOW)
     (april_bill,) = await service.bill(conn, tid, "2026-04-01", "2026-04-05T12:00", meter_device="main")
     assert cents(_sum(april)) == cents(april_bill["total"])
     assert all(d["estimated"] for d in april)  # the April cycle is still open
@@ -92,7 +94,13 @@ async def test_incremental_runs_and_repricing(conn: asyncpg.Connection) -> None:
         (r["time"], r["device_id"], r["cost"]) for r in after
     ]
     (april,) = await service.bill(conn, tid, "2026-04-01", "2026-04-08", meter_device="main")
-    assert cents(_sum(await service.device_costs(conn, "2026-04-01", "2026-04-08"))) == cents(april["total"])
+    assert cents(
+        _sum(
+            await service.device_costs(
+                conn, "2026-04-01", "2026-04-08", meter_device="main", now=utc(2026, 4, 8)
+            )
+        )
+    ) == cents(april["total"])
     # A new tariff version from 16 March: the job notices and re-prices history from raw data.
     await service.create_tariff(
         conn, {**TARIFF, "effective_from": "2026-03-16", "periods": {"flat": {"price": "0.30"}}}
@@ -106,7 +114,7 @@ async def test_incremental_runs_and_repricing(conn: asyncpg.Connection) -> None:
         "0.30"
     )
     assert cents(march["energy"]) == cents(expected_energy)
-    march_costs = await service.device_costs(conn, "2026-03-01", "2026-04-01")
+    march_costs = await service.device_costs(conn, "2026-03-01", "2026-04-01", meter_device="main", now=NOW)
     assert cents(_sum(march_costs)) == cents(march["total"])
     # Beyond raw retention: March's raw rows are gone; another version re-prices March from the hourly
     # energy and stored demand peaks, to the same cents as a bill from raw data would.
@@ -123,7 +131,7 @@ async def test_incremental_runs_and_repricing(conn: asyncpg.Connection) -> None:
     await conn.execute("DELETE FROM metrics WHERE time < '2026-04-01'")
     fourth = await job.run_once(conn, now=utc(2026, 4, 8))
     assert fourth.repriced
-    march_costs = await service.device_costs(conn, "2026-03-01", "2026-04-01")
+    march_costs = await service.device_costs(conn, "2026-03-01", "2026-04-01", meter_device="main", now=NOW)
     assert cents(_sum(march_costs)) == cents(expected["total"])
     assert expected["demand"] > 0
 
@@ -148,8 +156,10 @@ async def test_summary_projection_comparison_history(conn: asyncpg.Connection) -
     assert summary["current_period"] == "flat"
     assert summary["current_price"] == pytest.approx(0.10)  # 468 kWh so far: still in the first tier
     assert summary["currency"] == "USD"
-    # today: 12 h x 3 kWh x 0.10 + one day of fixed charges (0.10 + 9/30)
-    assert cents(summary["today"]) == D("4.00")
+    # today: 12 h x 3 kWh x 0.10, half a day of fixed charges accrued (0.10 + 9/30) / 2, and today's
+    # share of the demand charge so far (3 kW x 4, by energy: 36 of 468 kWh).
+    assert cents(summary["today"]) == cents(D("3.60") + D("0.20") + D(12) * 36 / 468)
+    assert summary["today"] <= summary["month_to_date"]
     assert summary["carbon_today_kg"] == 0
     cheap = await service.create_tariff(conn, {"name": "cheap", "periods": {"f": {"price": "0.01"}}})
     ranking = await service.comparison(conn, "2026-03-01", "2026-04-01", meter_device="main")
@@ -160,7 +170,9 @@ async def test_summary_projection_comparison_history(conn: asyncpg.Connection) -
     days = await service.history(conn, "tv", "2026-03-01", "2026-04-01", "day")
     assert len(days["points"]) == 31
     tv = next(
-        d for d in await service.device_costs(conn, "2026-03-01", "2026-04-01") if d["device_id"] == "tv"
+        d
+        for d in await service.device_costs(conn, "2026-03-01", "2026-04-01", meter_device="main", now=NOW)
+        if d["device_id"] == "tv"
     )
     assert sum(p["cost"] for p in days["points"]) == pytest.approx(tv["cost"])
     hours = await service.history(conn, None, "2026-03-02", "2026-03-03", "hour")
@@ -189,7 +201,7 @@ async def test_carbon_from_a_metric_series(conn: asyncpg.Connection) -> None:
         "metrics", records=series, columns=["time", "device_id", "metric_type", "value", "unit"]
     )
     await CostJob().run_once(conn, now=utc(2026, 3, 3))
-    (d,) = await service.device_costs(conn, "2026-03-02", "2026-03-03")
+    (d,) = await service.device_costs(conn, "2026-03-02", "2026-03-03", now=utc(2026, 3, 3))
     assert d["carbon_kg"] == pytest.approx(12 * 0.4 + 11 * 0.1 + 0.3)
     settings = Settings(site={"timezone": "UTC", "currency": "USD"})
     summary = await service.summary(conn, settings, now=utc(2026, 3, 2, 23, 59))

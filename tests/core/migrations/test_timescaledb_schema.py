@@ -57,12 +57,8 @@ async def test_timescaledb_schema_has_hypertables_caggs_compression_and_policies
             "SELECT view_name, materialized_only FROM timescaledb_information.continuous_aggregates"
         )
         caggs = {r["view_name"]: r["materialized_only"] for r in rows}
-        assert caggs == {
-            "metrics_hourly": True,
-            "metrics_daily": True,
-            "cost_hourly": True,
-            "cost_daily": True,
-        }
+        # The cost rollups are tables the cost engine keeps (local days per tariff zone), not aggregates.
+        assert caggs == {"metrics_hourly": True, "metrics_daily": True}
         segmentby = await conn.fetch(
             "SELECT attname FROM timescaledb_information.compression_settings "
             "WHERE hypertable_name = 'metrics' AND segmentby_column_index IS NOT NULL "
@@ -80,20 +76,17 @@ async def test_timescaledb_schema_has_hypertables_caggs_compression_and_policies
         assert cfg(("policy_retention", "metrics"))["drop_after"] == "90 days"
         assert cfg(("policy_retention", "metrics_hourly"))["drop_after"] == "365 days"
         assert cfg(("policy_retention", "metrics_daily"))["drop_after"] == "1825 days"
-        for view in ("metrics_hourly", "metrics_daily", "cost_hourly", "cost_daily"):
+        for view in ("metrics_hourly", "metrics_daily"):
             assert ("policy_refresh_continuous_aggregate", view) in jobs
+        assert not any(name.startswith("cost_") for _, name in jobs)  # their policies went with 031
 
         # Configured retention is re-applied at start: changed where it differs, untouched otherwise.
         custom = RetentionSettings(raw_days=30, hourly_days=365, daily_days=1000)
-        assert await apply_retention_settings(conn, caps, custom) == [
-            "metrics",
-            "metrics_daily",
-            "cost_daily",
-        ]
+        assert await apply_retention_settings(conn, caps, custom) == ["metrics", "metrics_daily"]
         assert await apply_retention_settings(conn, caps, custom) == []
         jobs = await policies(conn)
         assert cfg(("policy_retention", "metrics"))["drop_after"] == "30 days"
-        assert cfg(("policy_retention", "cost_daily"))["drop_after"] == "1000 days"
+        assert cfg(("policy_retention", "metrics_daily"))["drop_after"] == "1000 days"
     finally:
         await conn.close()
 
@@ -143,14 +136,15 @@ async def test_retention_job_runs_policies_the_scheduler_did_not(fresh_timescale
         )
         job = RetentionJob(caps, RetentionSettings())
         ran = await job.run_once(conn)
-        # metrics: retention + compression; every rollup: its retention policy.
+        # metrics: retention + compression; every metrics rollup: its retention policy; the cost
+        # rollups are tables: batched deletes (nothing expired here).
         assert ran == {
             "ingest_batches": 0,  # writer batch ids are pruned on both storage paths
             "metrics": 2,
             "metrics_hourly": 1,
             "metrics_daily": 1,
-            "cost_hourly": 1,
-            "cost_daily": 1,
+            "cost_hourly": 0,
+            "cost_daily": 0,
         }
         assert sorted(await conn.fetchval("SELECT array_agg(value) FROM metrics")) == [1.0, 10.0]
         compressed = await conn.fetchval(

@@ -15,7 +15,7 @@ from rollup_data import at, rollup_rows, write
 from aetherlens.config import RetentionSettings
 from aetherlens.db.migrations import apply_migrations
 from aetherlens.db.retention import RetentionJob
-from aetherlens.db.rollups import RollupJob, mark_pending, refresh_cost_rollups
+from aetherlens.db.rollups import RollupJob, mark_pending
 from aetherlens.errors import ValidationError
 
 DAY1 = [
@@ -152,35 +152,6 @@ async def test_a_writer_committing_during_the_job_is_not_lost(conn, dsn) -> None
     assert second.hours == [hour]
     row = (await rollup_rows(conn, "metrics_hourly"))[(hour, "m1", "energy")]
     assert values(row, "count", "last", "increase") == (2, 4.0, 3.0)
-
-
-async def test_cost_rollups_sum_hours_and_days(conn) -> None:
-    rows = [
-        (at("2026-03-01T00:00"), "m1", "flat", 1.0, 0.30, 0.40, False),
-        (at("2026-03-01T01:00"), "m1", "flat", 2.0, 0.60, 0.80, True),
-        (at("2026-03-01T01:00"), "m1", "tou", 2.0, 0.90, 0.80, False),
-        (at("2026-03-02T07:00"), "m1", "flat", 0.5, 0.15, None, False),
-    ]
-    await conn.executemany(
-        "INSERT INTO cost_calculations (time, device_id, tariff_id, kwh, cost, carbon_kg, estimated) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        rows,
-    )
-    result = await refresh_cost_rollups(conn, PLAIN, [r[0] for r in rows])
-    assert result.days == [at("2026-03-01T00:00"), at("2026-03-02T00:00")]
-    daily = {
-        (r["bucket"], r["tariff_id"]): (r["kwh"], r["cost"], r["carbon_kg"], r["estimated"], r["count"])
-        for r in await conn.fetch("SELECT * FROM cost_daily")
-    }
-    assert daily[(at("2026-03-01T00:00"), "flat")] == (3.0, pytest.approx(0.9), pytest.approx(1.2), True, 2)
-    assert daily[(at("2026-03-01T00:00"), "tou")] == (2.0, 0.9, 0.8, False, 1)
-    assert daily[(at("2026-03-02T00:00"), "flat")] == (0.5, 0.15, None, False, 1)
-    assert await conn.fetchval("SELECT count(*) FROM cost_hourly") == 4
-
-    # The cost engine rewrites an hour (new tariff price): only that hour and its day change.
-    await conn.execute("UPDATE cost_calculations SET cost = 1.0 WHERE tariff_id = 'tou'")
-    await refresh_cost_rollups(conn, PLAIN, [at("2026-03-01T01:00")])
-    assert await conn.fetchval("SELECT cost FROM cost_daily WHERE tariff_id = 'tou'") == 1.0
 
 
 async def test_naive_times_are_refused(conn) -> None:

@@ -18,7 +18,7 @@ from aetherlens.config import RetentionSettings
 from aetherlens.db.capabilities import probe
 from aetherlens.db.migrations import apply_migrations
 from aetherlens.db.retention import apply_retention_settings
-from aetherlens.db.rollups import RollupJob, mark_pending, refresh_cost_rollups
+from aetherlens.db.rollups import RollupJob, mark_pending
 
 pytestmark = pytest.mark.timescaledb
 
@@ -92,36 +92,6 @@ async def test_same_numbers_on_both_paths_backfill_included(both) -> None:
     assert (START - timedelta(days=30), "meter", "energy") in second["daily"]
     for conn in (plain, tsdb):
         assert await conn.fetchval("SELECT count(*) FROM rollup_pending") == 0
-
-
-async def test_cost_rollups_match_on_both_paths(both) -> None:
-    plain, tsdb, caps = both
-    rows = [
-        (START + timedelta(hours=h), device, tariff, 0.1 * h + 0.05, 0.031 * h, 0.2, h % 5 == 0)
-        for h in range(50)
-        for device in ("plug-1", "meter")
-        for tariff in ("flat", "tou")
-    ]
-    insert = (
-        "INSERT INTO cost_calculations (time, device_id, tariff_id, kwh, cost, carbon_kg, estimated) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7)"
-    )
-    results = []
-    for conn, capabilities in ((plain, PLAIN), (tsdb, caps)):
-        await conn.executemany(insert, rows)
-        await refresh_cost_rollups(conn, capabilities, [r[0] for r in rows])
-        hourly = await conn.fetch("SELECT * FROM cost_hourly ORDER BY bucket, device_id, tariff_id")
-        daily = await conn.fetch("SELECT * FROM cost_daily ORDER BY bucket, device_id, tariff_id")
-        results.append(([tuple(r.values()) for r in hourly], [tuple(r.values()) for r in daily]))
-    (plain_hourly, plain_daily), (tsdb_hourly, tsdb_daily) = results
-    assert len(tsdb_hourly) == 200 and len(tsdb_daily) == 3 * 4
-    assert [r[:3] for r in plain_daily] == [r[:3] for r in tsdb_daily]
-    for a, b in zip(plain_daily + plain_hourly, tsdb_daily + tsdb_hourly, strict=True):
-        assert a[:3] == b[:3] and a[6:] == b[6:]
-        assert a[3:6] == pytest.approx(b[3:6], rel=1e-12)
-    with pytest.raises(Exception, match="after the cost transaction commits"):
-        async with tsdb.transaction():
-            await refresh_cost_rollups(tsdb, caps, [START])
 
 
 async def test_open_day_is_refreshed_at_most_every_interval(both) -> None:
