@@ -68,8 +68,11 @@ async def test_bill_devices_history_comparison_match_the_service(make_api: MakeA
     assert resp.status == 200
     devices = await resp.json()
     DeviceCostList.model_validate(devices)
-    assert devices["items"] == await service.device_costs(api.pool, "2026-03-01", "2026-04-01")
-    assert {d["device_id"] for d in devices["items"]} >= {"tv", "pc"}
+    assert devices["items"] == await service.device_costs(
+        api.pool, "2026-03-01", "2026-04-01", meter_device="main"
+    )
+    assert {d["device_id"] for d in devices["items"]} == {"tv", "pc", "unmetered"}
+    assert sum(d["cost"] for d in devices["items"]) == pytest.approx(bill["total"])
 
     resp = await api.client.get(
         "/api/v1/costs/history", params={**march, "device_id": "tv", "resolution": "day"}, headers=h

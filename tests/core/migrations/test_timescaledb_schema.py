@@ -153,7 +153,8 @@ async def test_retention_job_runs_policies_the_scheduler_did_not(fresh_timescale
         )
         assert compressed == 1  # the 10-day-old chunk
         # Each policy ran just now: none is due again within its schedule interval.
-        assert await job.run_once(conn) == {"ingest_batches": 0}  # no policy ran again
+        again = await job.run_once(conn)
+        assert again == {"ingest_batches": 0, "cost_hourly": 0, "cost_daily": 0}  # no policy ran again
         # A new job (a restart) runs overdue policies again: foreground runs leave job_stats as it was.
         assert (await RetentionJob(caps, RetentionSettings()).run_once(conn))["metrics"] == 2
     finally:

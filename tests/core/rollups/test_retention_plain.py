@@ -30,9 +30,9 @@ async def test_deletes_only_expired_rows_in_batches(fresh_database) -> None:
         for days in (1826, 1000):
             await conn.execute(rollup.format("metrics_daily"), NOW - timedelta(days=days))
         cost = (
-                "INSERT INTO {} (bucket, device_id, tariff_id, kwh, cost, carbon_kg, estimated, count)"
-                " VALUES ($1, 'd', 't', 0, 0, 0, false, 1)"
-            )
+            "INSERT INTO {} (bucket, device_id, tariff_id, kwh, cost, carbon_kg, estimated, count)"
+            " VALUES ($1, 'd', 't', 0, 0, 0, false, 1)"
+        )
         await conn.execute(cost.format("cost_hourly"), NOW - timedelta(days=370))
         await conn.execute(cost.format("cost_daily"), NOW - timedelta(days=30))
         await conn.execute(

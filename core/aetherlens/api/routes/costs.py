@@ -34,10 +34,12 @@ async def cost_summary(call: Call[None, None]) -> dict[str, Any]:
     scope="read",
     query=CostRange,
     response=DeviceCostList,
-    summary="Cost per device over a range (allocations of the site bill under the active tariff)",
+    summary="Each device's share of the site bill for exactly this range (the items add up to it)",
 )
 async def cost_by_device(call: Call[CostRange, None]) -> dict[str, Any]:
-    return {"items": await service.device_costs(call.ctx.pool, call.query.from_, call.query.to)}
+    meter = call.ctx.settings.site.meter_device
+    items = await service.device_costs(call.ctx.pool, call.query.from_, call.query.to, meter_device=meter)
+    return {"items": items}
 
 
 @route(
@@ -46,7 +48,7 @@ async def cost_by_device(call: Call[CostRange, None]) -> dict[str, Any]:
     scope="read",
     query=CostHistoryQuery,
     response=CostHistory,
-    summary="Cost over time (hourly or daily buckets)",
+    summary="Cost over time: UTC hours, or the tariff's local days",
 )
 async def cost_history(call: Call[CostHistoryQuery, None]) -> dict[str, Any]:
     q = call.query
