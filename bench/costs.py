@@ -3,11 +3,15 @@
 Generates DEVICES one-minute ``energy`` counters over DAYS (server-side generate_series) in a scratch
 database on the machine's server, then times, each against its ceiling:
 
-1. ``service.bill`` for the whole range (site = sum of devices; TOU + tiers + 15-minute demand + fixed),
-2. ``CostJob.run_once`` (first run: hourly energy, demand peaks, allocation rows, cost rollups),
-3. ``service.summary`` (month-to-date + projection) for the last month of the range.
+1. ``CostJob.run_once``, the first pass over the whole range (stored slots and demand windows from raw
+   readings, every cycle priced and allocated per device, cost rollups) — target <= 10x;
+2. ``service.bill`` for the whole range (site = sum of devices; TOU + tiers + 15-minute demand + fixed),
+   priced from the stored slots — target <= 0.2x; checked to the cent against the same bill priced from
+   raw readings alone (timed too: that is what a bill cost before the stored slots);
+3. ``service.comparison`` of 5 stored tariffs over the range — target <= 1x;
+4. ``service.summary`` (month-to-date + projection) for the last month of the range.
 
-Ceilings: ``SELECT sum(value)`` over the range's rows (1, 2) and over the month's rows (3).
+Ceilings: ``SELECT sum(value)`` over the range's rows (1-3) and over the month's rows (4).
 
     .venv/bin/python bench/costs.py [--devices 50] [--days 365]
 """
@@ -20,12 +24,15 @@ import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 import asyncpg
 
 from aetherlens.config import Settings
-from aetherlens.costs import service
+from aetherlens.costs import service, store
+from aetherlens.costs.engine import TariffVersion, compute_bills
 from aetherlens.costs.job import CostJob
+from aetherlens.costs.stored import priced_energy
 from aetherlens.db.capabilities import probe
 from aetherlens.db.migrations import apply_migrations
 
@@ -53,6 +60,20 @@ SELECT $1::timestamptz + make_interval(mins => i), 'dev' || d, 'energy', i * 0.0
 FROM generate_series(1, $3) AS d, generate_series(0, $2) AS i
 """
 SUM_SQL = "SELECT sum(value) FROM metrics WHERE time >= $1 AND time < $2"
+
+
+def _cents(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+async def _raw_priced_total(
+    conn: asyncpg.Connection, versions: list[TariffVersion], start: datetime, end: datetime
+) -> Decimal:
+    energy = await priced_energy(conn, versions, start, end, None, raw_only=True)
+    bills = compute_bills(
+        versions, energy.slots, energy.slot_minutes, start, end, demand_windows=energy.demand_windows
+    )
+    return sum((b.total for b in bills), Decimal(0))
 
 
 async def _timed(label: str, coro: object) -> tuple[float, object]:
@@ -88,19 +109,47 @@ async def main(devices: int, days: int) -> None:
         end = START + timedelta(days=days)
         tariff_id = await service.create_tariff(conn, TARIFF, active=True)
 
-        ceiling, total = await _timed("sum", conn.fetchval(SUM_SQL, START, end))
-        took, bills = await _timed("bill", service.bill(conn, tariff_id, START, end))
-        assert isinstance(bills, list)
-        print(
-            f"bill, {len(bills)} cycles:            {took:8.2f} s   ceiling SELECT sum(): {ceiling:6.2f} s"
-            f"   ratio {took / ceiling:5.1f}x   (site total {sum(b['total'] for b in bills):,.2f})"
-        )
-        del total
+        ceiling, _ = await _timed("sum", conn.fetchval(SUM_SQL, START, end))
+        ratios: dict[str, float] = {}
         job = CostJob()
         took, result = await _timed("job", job.run_once(conn, now=end))
+        ratios["job"] = took / ceiling
         print(
-            f"CostJob.run_once (first run):    {took:8.2f} s   ceiling SELECT sum(): {ceiling:6.2f} s"
-            f"   ratio {took / ceiling:5.1f}x   ({getattr(result, 'rows', 0):,} hourly rows)"
+            f"CostJob.run_once (first pass):   {took:8.2f} s   ceiling SELECT sum(): {ceiling:6.2f} s"
+            f"   ratio {took / ceiling:6.2f}x (target <= 10)   ({getattr(result, 'rows', 0):,} cost rows)"
+        )
+        took, bills = await _timed("bill", service.bill(conn, tariff_id, START, end))
+        assert isinstance(bills, list)
+        ratios["bill"] = took / ceiling
+        total = sum(Decimal(repr(b["total"])) for b in bills)
+        print(
+            f"bill, {len(bills)} cycles:            {took:8.2f} s   ceiling SELECT sum(): {ceiling:6.2f} s"
+            f"   ratio {took / ceiling:6.2f}x (target <= 0.2)   (site total {total:,.2f})"
+        )
+        versions = await store.versions_of(conn, tariff_id)
+        took, raw_total = await _timed("raw", _raw_priced_total(conn, versions, START, end))
+        assert isinstance(raw_total, Decimal)
+        same = _cents(raw_total) == _cents(total)
+        print(
+            f"bill from raw readings alone:    {took:8.2f} s   ratio {took / ceiling:6.2f}x   "
+            f"total {raw_total:,.2f}: {'equal to the cent' if same else 'DIFFERENT'}"
+        )
+        assert same, f"stored-slot bill {total} != raw-priced bill {raw_total}"
+        for k in range(4):
+            variant = {**TARIFF, "name": f"bench variant {k}"}
+            variant["fixed"] = {"per_month": str(5 + k)}
+            variant["periods"] = {
+                "peak": {"tiers": [{"up_to": 400 + 50 * k, "price": f"0.{25 + k}"}, {"price": "0.45"}]},
+                "off": {"price": f"0.{9 + k}"},
+            }
+            await service.create_tariff(conn, variant, active=False)
+        took, ranking = await _timed("comparison", service.comparison(conn, START, end))
+        assert isinstance(ranking, list) and len(ranking) == 5
+        ratios["comparison"] = took / ceiling
+        print(
+            f"comparison of {len(ranking)} tariffs:        {took:8.2f} s   ceiling SELECT sum(): "
+            f"{ceiling:6.2f} s"
+            f"   ratio {took / ceiling:6.2f}x (target <= 1)"
         )
         now = end - timedelta(days=10)
         month_start = datetime(now.year, now.month, 1, tzinfo=UTC)
@@ -113,6 +162,10 @@ async def main(devices: int, days: int) -> None:
             f"{month_ceiling:5.2f} s"
             f"   ratio {took / month_ceiling:5.1f}x   (mtd {summary['month_to_date']:,.2f}, "
             f"projected {summary['projected_month']:,.2f})"
+        )
+        met = ratios["bill"] <= 0.2 and ratios["comparison"] <= 1 and ratios["job"] <= 10
+        print(
+            f"targets {'met' if met else 'NOT met'}: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items())
         )
     finally:
         await conn.close()

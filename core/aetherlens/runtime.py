@@ -94,6 +94,7 @@ class Core:
         plugin_settings = await self._prepare_plugins(pool, settings) if self._prepare_plugins else settings
         self.supervisor = Supervisor(plugin_settings, self.collector, pool=pool)
 
+        self._cost_job = CostJob(meter_device=settings.site.meter_device, capabilities=capabilities)
         self.context = ApiContext(
             settings=settings,
             pool=pool,
@@ -101,6 +102,7 @@ class Core:
             collector=self.collector,
             writer=self.writer,
             supervisor=self.supervisor,
+            cost_job=self._cost_job,
             instance_id=str(instance_id),
             version=__version__,
         )
@@ -113,7 +115,6 @@ class Core:
 
         rollups = RollupJob(capabilities, raw_retention_days=settings.retention.raw_days)
         retention = RetentionJob(capabilities, settings.retention)
-        self._cost_job = CostJob(meter_device=settings.site.meter_device, capabilities=capabilities)
         self._jobs = [
             asyncio.create_task(self._every(ROLLUP_INTERVAL, rollups.run_until_idle), name="rollups"),
             asyncio.create_task(self._every(RETENTION_INTERVAL, retention.run_once), name="retention"),

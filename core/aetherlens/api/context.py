@@ -46,6 +46,12 @@ class WriterStatusLike(Protocol):
     def status(self) -> Mapping[str, Any]: ...
 
 
+class JobStatusLike(Protocol):
+    """A background job that reports itself to /health: ``status`` (ok|degraded) and details."""
+
+    def status(self) -> Mapping[str, Any]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class StaticCapabilities:
     """Capabilities known up front (tests, or a core that probed before building the app)."""
@@ -70,6 +76,7 @@ class ApiContext:
     collector: CollectorLike | None = None
     writer: WriterStatusLike | None = None
     supervisor: SupervisorLike | None = None
+    cost_job: JobStatusLike | None = None
     instance_id: str = "unknown"
     version: str = "0.0.0"
     # Broadcast hub of the WebSocket stream; producers call ``ctx.stream.publish(topic, data)``.

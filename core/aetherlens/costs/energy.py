@@ -16,13 +16,18 @@ and GROUP BYs on the server.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
+
 from aetherlens.costs.engine import ZERO, Slot, TariffVersion
 from aetherlens.timebuckets import floor_time
+
+log = logging.getLogger(__name__)
 
 WORK_MEM = "64MB"  # a constant, never user input
 # Readings this far past the range close its last interval. None are needed before it: an interval
@@ -106,6 +111,21 @@ class DeviceEnergy:
     demand_moves: dict[str, dict[dt.datetime, Decimal]] = field(default_factory=lambda: defaultdict(dict))
     gaps: list[dict[str, Any]] = field(default_factory=list)
     resets: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # Series the server could not compute (e.g. float underflow on subnormal readings): device -> reason.
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def merge(self, other: DeviceEnergy) -> None:
+        for mine, theirs in (
+            (self.imports, other.imports),
+            (self.exports, other.exports),
+            (self.demand_moves, other.demand_moves),
+        ):
+            for device, series in theirs.items():
+                mine[device].update(series)
+        for device, count in other.resets.items():
+            self.resets[device] += count
+        self.gaps.extend(other.gaps)
+        self.failed.update(other.failed)
 
     @property
     def devices(self) -> set[str]:
@@ -144,11 +164,54 @@ async def load_energy(
     power_gap: dt.timedelta = dt.timedelta(minutes=10),
     counter_gap: dt.timedelta = dt.timedelta(hours=1),
 ) -> DeviceEnergy:
-    """Energy per device and slot for intervals starting in ``[start, end)``."""
+    """Energy per device and slot for intervals starting in ``[start, end)``.
+
+    One series whose readings the server's arithmetic cannot carry (a value stored before ingest
+    refused such values, e.g. two subnormal readings whose difference underflows) fails alone: the
+    range is read again device by device, and that device is left out and named in ``failed``.
+    """
+    args = (start, end, slot_minutes, power_gap, counter_gap)
+    try:
+        return await _load_in_transaction(conn, *args, devices)
+    except asyncpg.DataError:
+        if devices is not None and len(devices) == 1:
+            raise
+    out = DeviceEnergy(slot_minutes)
+    for device in devices or await _devices_in(conn, start, end):
+        try:
+            out.merge(await _load_in_transaction(conn, *args, [device]))
+        except asyncpg.DataError as exc:
+            log.warning("energy of %s from %s to %s cannot be computed: %s", device, start, end, exc)
+            out.failed[device] = str(exc)
+    out.gaps.sort(key=lambda g: (g["start_utc"], g["device_id"]))
+    return out
+
+
+async def _load_in_transaction(
+    conn: Any,
+    start: dt.datetime,
+    end: dt.datetime,
+    slot_minutes: int,
+    power_gap: dt.timedelta,
+    counter_gap: dt.timedelta,
+    devices: list[str] | None,
+) -> DeviceEnergy:
     async with conn.transaction(readonly=True):
         # The window functions sort a device's readings; with the stock 4 MB they spill to disk.
         await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
         return await _load(conn, start, end, slot_minutes, devices, power_gap, counter_gap)
+
+
+async def _devices_in(conn: Any, start: dt.datetime, end: dt.datetime) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT device_id FROM metrics WHERE metric_type = ANY($1::text[])"
+        " AND time >= $2 AND time < $3::timestamptz + $4::interval ORDER BY device_id",
+        ["energy", "energy_exported", "power"],
+        start,
+        end,
+        EDGE,
+    )
+    return [r["device_id"] for r in rows]
 
 
 async def _load(

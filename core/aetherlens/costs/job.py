@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from prometheus_client import Counter
 
 from aetherlens.costs import store
 from aetherlens.costs.allocation import allocate
@@ -90,11 +91,24 @@ class Progress:
         }
 
 
+SERIES_FAILED = Counter(
+    "aetherlens_cost_series_failed_total",
+    "Cost-job derivations that left a device out because its readings could not be computed",
+)
+
+
 class CostJob:
     def __init__(self, *, meter_device: str | None = None, capabilities: Any = None) -> None:
         self.meter_device = meter_device
         self.capabilities = capabilities  # kept for callers; the cost tables are the same on every path
         self.progress = Progress()
+        self.failed_series: dict[str, str] = {}  # device -> reason, from the last run
+
+    def status(self) -> dict[str, Any]:
+        """For /health: a long derivation's progress, and the devices the last run had to leave out."""
+        failed = [{"device_id": d, "reason": r} for d, r in sorted(self.failed_series.items())]
+        state = "degraded" if failed else "ok"
+        return {"status": state, "progress": self.progress.as_dict(), "failed_series": failed}
 
     async def run_once(
         self, pool: asyncpg.Pool | asyncpg.Connection, *, now: dt.datetime | None = None
@@ -151,11 +165,14 @@ class CostJob:
             full = False
         if full and ranges:
             self.progress = Progress("deriving", None, ranges[0][0], end, time.monotonic())
+        failed: dict[str, str] = {}
         for a, b in ranges:
             cursor = a
             while cursor < b:
                 upto = min(cursor + CHUNK, b)
-                await derive(conn, cursor, ceil_time(upto, 60), slot_minutes, windows, self.meter_device)
+                failed.update(
+                    await derive(conn, cursor, ceil_time(upto, 60), slot_minutes, windows, self.meter_device)
+                )
                 cursor = upto
                 if full:
                     self.progress.done_until = cursor
@@ -164,6 +181,10 @@ class CostJob:
                         cursor,
                         self.progress.as_dict()["percent"],
                     )
+        if failed:
+            SERIES_FAILED.inc(len(failed))
+            log.error("cost job left out %s: their readings cannot be computed", ", ".join(sorted(failed)))
+        self.failed_series = failed
         await q.consume_marks(conn, marks)
         derived_to = end if full or state is None else max(end, state["derived_to"])
         await q.set_energy_state(conn, signature, slot_minutes, derived_to)

@@ -91,8 +91,9 @@ async def derive(
     slot_minutes: int,
     windows: Sequence[int],
     meter_device: str | None,
-) -> None:
-    """Re-derive the stored slots, windows and gaps of ``[start, end)`` (whole hours) from raw readings."""
+) -> dict[str, str]:
+    """Re-derive the stored slots, windows and gaps of ``[start, end)`` (whole hours) from raw readings;
+    returns the devices whose readings could not be computed (left out, with the reason)."""
     raw_minutes = gcd(slot_minutes, *windows)
     energy = await load_energy(conn, start, end, raw_minutes)
     stored = StoredEnergy.from_raw(energy, slot_minutes, meter_device, windows)
@@ -115,6 +116,7 @@ async def derive(
         for g in stored.gaps
     ]
     await q.replace_energy(conn, start, end, slots, window_rows, gaps)
+    return energy.failed
 
 
 async def read_devices(conn: asyncpg.Connection, start: dt.datetime, end: dt.datetime) -> StoredEnergy:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from aetherlens.costs import service
+from aetherlens.costs.job import CostJob
 
 from .conftest import MakeApi
 
@@ -108,3 +112,27 @@ def _count(samples: list[Any], route: str, status: str) -> float:
         and s.labels["status"] == status
         and s.labels["method"] == "GET"
     )
+
+
+async def test_costs_check_names_a_series_the_cost_job_left_out(make_api: MakeApi) -> None:
+    job = CostJob()
+    api = await make_api(ctx={"cost_job": job})
+    resp = await api.client.get("/health")
+    assert (await resp.json())["checks"]["costs"] == {
+        "status": "ok",
+        "progress": {"phase": "idle"},
+        "failed_series": [],
+    }
+    await service.create_tariff(api.pool, {"name": "flat", "periods": {"flat": {"price": "0.10"}}})
+    await api.pool.execute(
+        "INSERT INTO metrics (time, device_id, metric_type, value) VALUES"
+        " ('2026-04-01 01:00+00', 'bad', 'power', 5e-324), ('2026-04-01 01:05+00', 'bad', 'power', 5e-324)"
+    )
+    await job.run_once(api.pool, now=dt.datetime(2026, 4, 2, tzinfo=dt.UTC))
+    resp = await api.client.get("/health")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["status"] == "degraded"
+    costs = body["checks"]["costs"]
+    assert costs["status"] == "degraded" and "bad" in costs["message"]
+    assert [f["device_id"] for f in costs["failed_series"]] == ["bad"]

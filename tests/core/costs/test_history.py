@@ -233,3 +233,34 @@ async def test_half_and_quarter_hour_zones_bill_whole_local_days_in_the_right_pe
     points = (await service.history(conn, None, day, nxt, "day"))["points"]
     assert [p["time"][:10] for p in points] == [day]
     assert cents(points[0]["cost"]) == cents(one["total"])
+
+
+async def test_one_unpriceable_series_fails_alone(conn: asyncpg.Connection) -> None:
+    """Two subnormal power readings (stored before ingest refused them) make PostgreSQL's float
+    arithmetic underflow when they are integrated; that device is left out and named, every other one
+    is priced, and the summary, bill and comparison still answer."""
+    tid = await service.create_tariff(conn, FLAT_UTC)
+    await write(conn, counter("good", utc(2026, 4, 1), 24, 1.0))
+    await write(
+        conn, [(utc(2026, 4, 1, 1), "bad", "power", 5e-324), (utc(2026, 4, 1, 1, 5), "bad", "power", 5e-324)]
+    )
+    with pytest.raises(asyncpg.DataError):  # what every cost run met before
+        await conn.fetch(
+            "SELECT (value + lag(value) OVER (ORDER BY time)) / 2 * (5 / 3600.0 / 1000.0)"
+            " FROM metrics WHERE device_id = 'bad'"
+        )
+    job = CostJob()
+    await job.run_once(conn, now=utc(2026, 4, 2))
+    status = job.status()
+    assert status["status"] == "degraded"
+    assert [f["device_id"] for f in status["failed_series"]] == ["bad"]
+    assert "underflow" in status["failed_series"][0]["reason"]
+    costs = await service.device_costs(conn, "2026-04-01", "2026-04-02", now=utc(2026, 4, 2))
+    assert [(d["device_id"], d["cost"]) for d in costs] == [("good", pytest.approx(2.4))]
+    (bill,) = await service.bill(conn, tid, "2026-04-01", "2026-04-02")
+    assert bill["total"] == pytest.approx(2.4)
+    summary = await service.summary(conn, Settings(site={"timezone": "UTC"}), now=utc(2026, 4, 1, 12))
+    assert summary["month_to_date"] == pytest.approx(1.2)
+    assert [r["total"] for r in await service.comparison(conn, "2026-04-01", "2026-04-02")] == [
+        pytest.approx(2.4)
+    ]

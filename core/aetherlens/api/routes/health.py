@@ -118,6 +118,19 @@ def check_plugins(ctx: ApiContext) -> dict[str, Any] | None:
     }
 
 
+def check_costs(ctx: ApiContext) -> dict[str, Any] | None:
+    """The cost job: a first derivation's progress, and devices whose readings it had to leave out."""
+    if ctx.cost_job is None:
+        return None
+    state = dict(ctx.cost_job.status())
+    failed = state.get("failed_series") or []
+    message = None
+    if failed:
+        names = ", ".join(str(f.get("device_id")) for f in failed)
+        message = f"costs leave out {names}: their readings cannot be computed"
+    return {**state, "status": "degraded" if failed else "ok", "message": message}
+
+
 def check_spool(ctx: ApiContext) -> dict[str, Any] | None:
     if ctx.writer is None:
         return None
@@ -157,6 +170,7 @@ async def _report(ctx: ApiContext, *, full: bool) -> web.Response:
         for name, result in (
             ("timescaledb_jobs", await check_timescaledb_jobs(ctx)),
             ("plugins", check_plugins(ctx)),
+            ("costs", check_costs(ctx)),
             ("disk", check_disk(ctx)),
         ):
             if result is not None:
