@@ -169,3 +169,19 @@ async def test_bill_without_any_tariff_is_404(make_api: MakeApi) -> None:
     )
     assert resp.status == 404
     assert "no tariff" in error_of(await resp.json(), "not_found")["message"]
+
+
+async def test_cost_ranges_are_checked_with_or_without_a_tariff(make_api: MakeApi) -> None:
+    """The range is validated first: a garbage range is 400 whether a tariff exists or not."""
+    api = await make_api(site={"timezone": "UTC", "currency": "USD"})
+    h = bearer(await api.key(["read"]))
+    for path in ("/api/v1/costs/devices", "/api/v1/costs/history"):
+        resp = await api.client.get(path, params={"from": "garbage", "to": "2026-04-01"}, headers=h)
+        assert resp.status == 400, path
+        body = await resp.json()
+        assert "garbage" in body["error"]["message"], body
+    admin = bearer(await api.key(["admin"]))
+    assert (await api.client.post("/api/v1/tariffs", json=FLAT, headers=admin)).status == 201
+    for path in ("/api/v1/costs/devices", "/api/v1/costs/history"):
+        resp = await api.client.get(path, params={"from": "garbage", "to": "2026-04-01"}, headers=h)
+        assert resp.status == 400, path
