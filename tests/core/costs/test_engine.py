@@ -281,7 +281,12 @@ def test_bill_json_shape_follows_the_contract() -> None:
     ):
         assert key in doc
     assert set(doc["breakdown"]) == {"energy_by_period", "energy_by_tier", "demand_by_period"}
-    assert (
-        doc["total"] == doc["energy"] + doc["fixed"] + doc["demand"] + doc["minimum"] - doc["export_credit"]
-    )
-    assert isinstance(doc["total"], float)
+    # The engine computes in Decimal: the identity holds exactly there, and the hand-computed values
+    # are 24 kWh x 0.10 + the whole month's 3.00 fixed charge.
+    assert b.total == b.energy + b.fixed + b.demand + b.minimum - b.export_credit
+    assert (b.energy, b.fixed, b.demand, b.minimum, b.export_credit) == (D("2.4"), D("3"), 0, 0, 0)
+    assert b.total == D("5.4")
+    # The JSON carries each Decimal as the nearest float (a conversion, not a float sum): JSON numbers.
+    assert doc["kwh"] == 24.0 and doc["energy"] == 2.4 and doc["fixed"] == 3.0
+    assert doc["total"] == float(D("5.4"))
+    assert doc["gaps"] == []

@@ -27,6 +27,11 @@ import pytest
 AETHERLENS = [sys.executable, "-m", "aetherlens.cli"]
 START_TIMEOUT = 120.0
 HISTORY_START = (datetime.now(UTC) - timedelta(hours=49)).isoformat()
+# The demo's simulator (commands/serve.py): 48 h of history at one reading a minute, then one reading
+# per poll, every 5 s +- 10 % (the supervisor's jitter), never two polls less than 4.5 s apart.
+BACKFILL = timedelta(hours=48)
+BACKFILL_READINGS = int(BACKFILL / timedelta(minutes=1))  # 2,880
+MIN_POLL_GAP = 4.5
 
 
 class RunningCore:
@@ -107,6 +112,7 @@ async def first_stream_metric(url: str, key: str) -> Any:
 
 @pytest.mark.slow
 async def test_demo_runs_prices_and_restarts_cleanly(data_dir: Path) -> None:
+    first_start = datetime.now(UTC)
     core = RunningCore(data_dir, "demo")
     try:
         password, key = core.field("admin password"), core.field("API key")
@@ -121,6 +127,7 @@ async def test_demo_runs_prices_and_restarts_cleanly(data_dir: Path) -> None:
             key,
             lambda body: any(d["device_id"] == "sim-h001-mains" for d in body["devices"]),
         )
+        history_seen = datetime.now(UTC)  # the backfill was generated before this
         mains = next(d for d in current["devices"] if d["device_id"] == "sim-h001-mains")
         assert mains["metrics"]["power"]["unit"] == "W"
         assert mains["metrics"]["energy"]["unit"] == "kWh"
@@ -163,9 +170,21 @@ async def test_demo_runs_prices_and_restarts_cleanly(data_dir: Path) -> None:
             new_key,
             lambda body: body["points"][-1]["time"] > restarted_at,
         )
+        queried = datetime.now(UTC)
         values = [p["value"] for p in series["points"]]
         times = [p["time"] for p in series["points"]]
-        assert len(values) > 2 * 60  # 48 h of backfill at one reading a minute, and more
+        # The whole backfill, once: it starts 48 h before the simulator started ...
+        oldest = datetime.fromisoformat(times[0])
+        assert first_start - BACKFILL <= oldest <= history_seen - BACKFILL, (times[0], first_start)
+        # ... and holds 2,880 readings; after it, one reading per poll (and one a minute for the gap the
+        # restart fills), so at most one per 4.5 s of the test's run time, and at least the one after
+        # the restart that wait_for waited for.
+        live_at_most = int((queried - first_start).total_seconds() / MIN_POLL_GAP) + 4
+        assert BACKFILL_READINGS + 1 <= len(values) <= BACKFILL_READINGS + live_at_most, (
+            len(values),
+            BACKFILL_READINGS,
+            live_at_most,
+        )
         assert all(b >= a for a, b in itertools.pairwise(values)), "the mains counter dropped"
         assert len(times) == len(set(times)), "history was generated twice"
     finally:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from conftest import BASE, count_rows, make_rows
 from prometheus_client import REGISTRY
+from writer_data import BASE, count_rows, make_rows
 
 from aetherlens.config import WriterSettings
 from aetherlens.db.spool import Row, Spool, encode_batch

@@ -1,4 +1,8 @@
-"""Writer fixtures: rows in the writer's shape and a helper to read back what landed."""
+"""Writer test data: rows in the writer's shape and a helper to read back what landed.
+
+A plain module imported by name (like ``dbtest``), not ``conftest``: ``from conftest import ...``
+gets whichever conftest pytest loaded last, so it broke when another folder was collected too.
+"""
 
 from __future__ import annotations
 
