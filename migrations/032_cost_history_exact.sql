@@ -45,6 +45,16 @@ INSERT INTO cost_energy_slots (slot, device_id, import_kwh, export_kwh)
 SELECT hour, device_id, import_kwh::numeric, export_kwh::numeric FROM cost_energy_hourly;
 DROP TABLE cost_energy_hourly;
 
+-- The site's kWh per slot (the meter, or the sum of the devices: cost_energy_state's signature says
+-- which), so a bill reads one row per slot instead of one per device and slot.
+CREATE TABLE cost_site_slots (
+    slot       timestamptz PRIMARY KEY,
+    import_kwh numeric NOT NULL DEFAULT 0,
+    export_kwh numeric NOT NULL DEFAULT 0
+);
+INSERT INTO cost_site_slots (slot, import_kwh, export_kwh)
+SELECT slot, sum(import_kwh), sum(export_kwh) FROM cost_energy_slots GROUP BY slot;
+
 -- The site's average kW of every demand window (by its start), per window length.
 CREATE TABLE cost_demand_windows (
     start          timestamptz NOT NULL,

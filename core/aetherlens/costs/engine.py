@@ -431,11 +431,17 @@ def _demand(
     if kw:
         bill.peak_kw = max(bill.peak_kw, max(kw.values()))
     cycle_month = cycle_start.astimezone(tariff.zone).month
-    local = {t: t.astimezone(tariff.zone) for t in kw}
+    local: dict[dt.datetime, dt.datetime] = {}
     for charge in tariff.demand.charges:
-        peak = max(
-            (v for t, v in kw.items() if tariff.demand_applies(charge, local[t], cycle_month)), default=ZERO
-        )
+        if charge.schedule is None:  # flat: every window counts (a year has 35,000 of 15 minutes)
+            applies = charge.months is None or cycle_month in charge.months
+            peak = max(kw.values(), default=ZERO) if applies else ZERO
+        else:
+            local = local or {t: t.astimezone(tariff.zone) for t in kw}
+            peak = max(
+                (v for t, v in kw.items() if tariff.demand_applies(charge, local[t], cycle_month)),
+                default=ZERO,
+            )
         cost = tiered_charge(peak, charge.tier_list) * share
         row = bill.demand_by_period.setdefault(charge.name, {"kw": ZERO, "cost": ZERO})
         row["kw"] = max(row["kw"], peak)

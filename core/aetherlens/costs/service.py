@@ -24,7 +24,7 @@ from aetherlens.costs.engine import (
     energy_slot_minutes,
     slot_minutes_for,
 )
-from aetherlens.costs.stored import priced_energy
+from aetherlens.costs.stored import PricedEnergy, priced_energy
 from aetherlens.costs.tariff import Tariff, parse_tariff
 from aetherlens.costs.urdb import pick_rate, urdb_to_tariff
 from aetherlens.db.queries import costs as cost_rows
@@ -103,16 +103,18 @@ async def price(
     *,
     device_id: str | None = None,
     meter_device: str | None = None,
+    energy: PricedEnergy | None = None,
 ) -> list[CycleBill]:
     """Bills of the site (or of one device, standalone) for ``[start, end)``.
 
     The site is priced from the cost job's stored slots where they are exact and from raw readings
-    elsewhere (``stored.priced_energy``); a single device's bill reads its raw readings.
+    elsewhere (``stored.priced_energy``, or ``energy`` read for these versions already); a single
+    device's bill reads its raw readings.
     """
     async with _acquire(conn) as c:
         carbon = await load_carbon_series(c, versions, start, end)
         if device_id is None:
-            energy = await priced_energy(c, versions, start, end, meter_device)
+            energy = energy or await priced_energy(c, versions, start, end, meter_device)
             return compute_bills(
                 versions,
                 energy.slots,
@@ -313,8 +315,17 @@ async def comparison(
     else:
         a, b = _range(start, end, reference.zone)
     out: list[dict[str, Any]] = []
+    read: dict[tuple[int, frozenset[int]], PricedEnergy] = {}  # tariffs that need the same slots share
     for tariff_id, name in names:
-        bills = await price(conn, all_versions[tariff_id], a, b, meter_device=meter_device)
+        versions = all_versions[tariff_id]
+        needs = (
+            slot_minutes_for(v.tariff for v in versions),
+            frozenset(v.tariff.demand.window_minutes for v in versions),
+        )
+        if needs not in read:
+            async with _acquire(conn) as c:
+                read[needs] = await priced_energy(c, versions, a, b, meter_device)
+        bills = await price(conn, versions, a, b, meter_device=meter_device, energy=read[needs])
         out.append(
             {
                 "tariff_id": tariff_id,

@@ -115,7 +115,7 @@ async def derive(
         )
         for g in stored.gaps
     ]
-    await q.replace_energy(conn, start, end, slots, window_rows, gaps)
+    await q.replace_energy(conn, start, end, slots, window_rows, gaps, meter_device)
     return energy.failed
 
 
@@ -227,7 +227,7 @@ async def priced_energy(
                 out.add_devices(source, ((d, t, v) for d, m in table.items() for t, v in m.items()))
     windows: dict[int, dict[dt.datetime, Decimal]] = defaultdict(dict)
     for a, b in stored:
-        for r in await q.site_slots(conn, a, b, meter_device):
+        for r in await q.site_slots(conn, a, b):
             slots.append(Slot(r["slot"], r["import_kwh"], r["export_kwh"], ZERO))
         if per_device:
             rows = await q.device_slots(conn, a, b)

@@ -108,10 +108,13 @@ async def replace_energy(
     slots: Iterable[tuple[dt.datetime, str, Decimal, Decimal]],
     windows: Iterable[tuple[dt.datetime, int, Decimal]],
     gaps: Iterable[tuple[str, str, dt.datetime, dt.datetime, Decimal | None]],
+    meter_device: str | None,
 ) -> None:
-    """Replace the stored slots, windows and gaps in ``[start, end)`` (idempotent: never adds twice)."""
+    """Replace the stored slots, windows and gaps in ``[start, end)`` (idempotent: never adds twice);
+    the site's slots are summed from the devices' (or taken from the meter's) in the same transaction."""
     async with conn.transaction():
         await conn.execute("DELETE FROM cost_energy_slots WHERE slot >= $1 AND slot < $2", start, end)
+        await conn.execute("DELETE FROM cost_site_slots WHERE slot >= $1 AND slot < $2", start, end)
         await conn.execute("DELETE FROM cost_demand_windows WHERE start >= $1 AND start < $2", start, end)
         await conn.execute("DELETE FROM cost_energy_gaps WHERE t0 >= $1 AND t0 < $2", start, end)
         await conn.copy_records_to_table(
@@ -124,6 +127,14 @@ async def replace_energy(
         )
         await conn.copy_records_to_table(
             "cost_demand_windows", records=list(windows), columns=["start", "window_minutes", "kw"]
+        )
+        await conn.execute(
+            "INSERT INTO cost_site_slots (slot, import_kwh, export_kwh)"
+            " SELECT slot, sum(import_kwh), sum(export_kwh) FROM cost_energy_slots"
+            " WHERE slot >= $1 AND slot < $2 AND ($3::text IS NULL OR device_id = $3) GROUP BY slot",
+            start,
+            end,
+            meter_device,
         )
 
 
@@ -139,16 +150,12 @@ async def device_slots(
     return rows
 
 
-async def site_slots(
-    conn: asyncpg.Connection, start: dt.datetime, end: dt.datetime, meter_device: str | None
-) -> list[asyncpg.Record]:
-    """The site's kWh per slot: the meter alone, or summed over every device on the server."""
+async def site_slots(conn: asyncpg.Connection, start: dt.datetime, end: dt.datetime) -> list[asyncpg.Record]:
+    """The site's kWh per slot (the site cost_energy_state's signature names)."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT slot, sum(import_kwh) AS import_kwh, sum(export_kwh) AS export_kwh FROM cost_energy_slots"
-        " WHERE slot >= $1 AND slot < $2 AND ($3::text IS NULL OR device_id = $3) GROUP BY slot",
+        "SELECT slot, import_kwh, export_kwh FROM cost_site_slots WHERE slot >= $1 AND slot < $2",
         start,
         end,
-        meter_device,
     )
     return rows
 
