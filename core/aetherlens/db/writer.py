@@ -11,8 +11,11 @@ Every COPY runs in one transaction together with
   * an upsert of ``metrics_latest`` (only when the new time is later), so "latest per device" never scans;
   * the distinct hour buckets of the batch into ``rollup_pending`` for the rollup job (late data too).
 
-Concurrent submitters are grouped into one COPY (group commit) and all woken when it commits, so many
-small producers still cost one transaction per ``batch_size`` rows or per ``flush_interval``.
+Natural group commit: the writer commits whatever is queued as soon as its previous commit is done, up
+to ``batch_size`` rows per COPY, and wakes every submitter of that COPY when it commits. An idle writer
+therefore commits a single metric at once, and under load the rows that arrive while one commit runs
+form the next batch by themselves: many small producers cost one transaction per commit time, not one
+per submit. ``flush_interval`` (default 0) lets a partial batch linger that long for more rows.
 
 Backpressure: at most ``queue_max`` metrics wait in memory. ``submit(wait=True)`` (in-process producers)
 waits for room; ``submit(wait=False)`` / ``try_submit`` (HTTP ingest) raises ``BackpressureError`` with a
@@ -96,7 +99,7 @@ class _Request:
     rows: Sequence[Row]
     future: asyncio.Future[None]
     wait: bool  # an in-process producer: keep it waiting in memory rather than refuse it
-    deadline: float  # monotonic time by which it is flushed
+    deadline: float  # monotonic time after which it is flushed without waiting for more rows
 
 
 def hour_buckets(rows: Sequence[Row]) -> list[datetime]:
@@ -151,6 +154,7 @@ class Writer:
         self._last_error: str | None = None
         self._spool_full = False
         self._replay_blocked_until = 0.0
+        self._waiting = 0  # producers waiting for room (queue or spool full)
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -204,7 +208,11 @@ class Writer:
                     retry_after=self._retry_after(),
                 )
             self._space.clear()
-            await self._space.wait()
+            self._waiting += 1
+            try:
+                await self._space.wait()
+            finally:
+                self._waiting -= 1
             if self._closing:
                 raise DatabaseError("the writer is shutting down")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -270,6 +278,7 @@ class Writer:
         return {
             "queue_depth": self._depth,
             "queue_max": self.settings.queue_max,
+            "producers_waiting": self._waiting,
             "spool_bytes": self._spool.total_bytes,
             "spool_batches": self._spool.pending_batches,
             "spool_full": self._spool_full,
