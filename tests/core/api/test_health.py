@@ -42,7 +42,7 @@ async def test_health_ok(make_api: MakeApi) -> None:
     assert resp.status == 200
     body = await resp.json()
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"database", "spool", "disk"}
+    assert set(body["checks"]) == {"database", "spool", "quarantine", "disk"}
     assert body["checks"]["disk"]["free_bytes"] > 0
     resp = await api.client.get("/health/ready")
     assert resp.status == 200
@@ -108,3 +108,15 @@ def _count(samples: list[Any], route: str, status: str) -> float:
         and s.labels["status"] == status
         and s.labels["method"] == "GET"
     )
+
+
+async def test_health_degraded_while_write_batches_are_quarantined(make_api: MakeApi) -> None:
+    writer = WriterState(quarantined_batches=2, quarantined_metrics=7, dead_letter="/d/dead-letter.jsonl")
+    api = await make_api(ctx={"writer": writer})
+    resp = await api.client.get("/health")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["status"] == "degraded"
+    check = body["checks"]["quarantine"]
+    assert check["status"] == "degraded" and check["batches"] == 2 and check["metrics"] == 7
+    assert "/d/dead-letter.jsonl" in check["message"]

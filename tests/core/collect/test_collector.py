@@ -161,3 +161,33 @@ async def test_http_path_gets_backpressure_and_plugins_wait(
     await blocker.close()
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM metrics") == 14
+
+
+async def test_metrics_the_database_refuses_come_back_as_rejections(
+    ingest_dsn: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    # A rule of the server's own (here a CHECK constraint) that validation knows nothing about.
+    async with pool.acquire() as conn:
+        await conn.execute("ALTER TABLE metrics ADD CONSTRAINT test_small CHECK (value < 1000)")
+    rejected_before = counter("aetherlens_metrics_rejected_total", reason="database")
+    async with Writer(ingest_dsn, FAST, tmp_path / "spool") as writer:
+        collector = Collector(writer, pool, settings())
+        await collector.start()
+        refused = await collector.submit(
+            [
+                {"time": now_iso(), "device_id": "meter", "metric_type": "power", "value": 5},
+                {"time": now_iso(), "device_id": "meter", "metric_type": "power", "value": 5000},
+            ]
+        )
+        fine = await collector.submit(
+            [{"time": now_iso(), "device_id": "meter", "metric_type": "power", "value": 7}]
+        )
+        assert writer.status()["quarantined_batches"] == 1
+    # The request's rows failed together: none is reported accepted, each says why.
+    assert refused.accepted == 0
+    assert [r.index for r in refused.rejected] == [0, 1]
+    assert all("test_small" in r.reason and "dead-letter" in r.reason for r in refused.rejected)
+    assert fine.accepted == 1
+    assert counter("aetherlens_metrics_rejected_total", reason="database") == rejected_before + 2
+    async with pool.acquire() as conn:
+        assert [r["value"] for r in await conn.fetch("SELECT value FROM metrics")] == [7.0]

@@ -135,6 +135,25 @@ def check_spool(ctx: ApiContext) -> dict[str, Any] | None:
     return {"status": status, "message": message, "spool_bytes": spool, "queue_depth": depth}
 
 
+def check_quarantine(ctx: ApiContext) -> dict[str, Any] | None:
+    """Write batches the database refused for their content wait in the dead-letter file."""
+    if ctx.writer is None:
+        return None
+    state = dict(ctx.writer.status())
+    batches = int(state.get("quarantined_batches") or 0)
+    metrics = int(state.get("quarantined_metrics") or 0)
+    if not batches:
+        return {"status": "ok", "batches": 0, "metrics": 0}
+    return {
+        "status": "degraded",
+        "message": f"{batches} write batch(es) ({metrics} metrics) refused by the database for their "
+        f"content are quarantined in {state.get('dead_letter')}",
+        "batches": batches,
+        "metrics": metrics,
+        "path": state.get("dead_letter"),
+    }
+
+
 def check_disk(ctx: ApiContext) -> dict[str, Any]:
     path = ctx.settings.data_dir
     while not path.exists() and path != path.parent:
@@ -157,6 +176,7 @@ async def _report(ctx: ApiContext, *, full: bool) -> web.Response:
         for name, result in (
             ("timescaledb_jobs", await check_timescaledb_jobs(ctx)),
             ("plugins", check_plugins(ctx)),
+            ("quarantine", check_quarantine(ctx)),
             ("disk", check_disk(ctx)),
         ):
             if result is not None:
