@@ -25,7 +25,10 @@ bucket by bucket and, inside a failing bucket, series by series (savepoints), so
 is rolled up. The failing (bucket, series) is logged, counted (``aetherlens_rollup_failures_total``)
 and recorded in ``core_state`` under ``rollup_failures``, which ``/health`` reports as degraded with the
 series named; each later pass re-marks the recorded buckets, so a failure clears itself once the
-offending rows are deleted or fixed.
+offending rows are deleted or fixed. TimescaleDB materializes a refresh window whole: after a failed
+refresh the buckets are refreshed one by one and each failing one is recorded with the series that
+cannot be aggregated (probed one by one); a neighbouring bucket whose refresh reaches the same
+invalidated range fails with it and is recorded without a series (``*``); all other buckets go on.
 """
 
 from __future__ import annotations
@@ -134,6 +137,28 @@ _FAILURES_WRITE_SQL: Final = """
 INSERT INTO core_state (key, value, updated_at) VALUES ($1, $2, now())
 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()
 """
+
+# The aggregates of one series over [start, end): what a continuous-aggregate refresh computes.
+_SERIES_PROBE_SQL: Final = """
+SELECT avg(value), sum(value) FROM metrics
+WHERE time >= $1 AND time < $2 AND device_id = $3 AND metric_type = $4
+"""
+_SERIES_IN_RANGE_SQL: Final = """
+SELECT DISTINCT device_id, metric_type FROM metrics WHERE time >= $1 AND time < $2 ORDER BY 1, 2
+"""
+
+
+def _failure(
+    width: str, bucket: datetime, device_id: str, metric_type: str, exc: BaseException
+) -> dict[str, str]:
+    return {
+        "width": width,
+        "bucket": bucket.isoformat(),
+        "device_id": device_id,
+        "metric_type": metric_type,
+        "error": f"{type(exc).__name__}: {exc}",
+    }
+
 
 ROLLUP_FAILURES: Final = Counter(
     "aetherlens_rollup_failures",
@@ -286,10 +311,9 @@ class RollupJob:
         Buckets that failed at an earlier pass are marked pending once first, so they are retried
         (a failure clears once its rows are fixed) without making this loop spin on them.
         """
-        if not self.continuous_aggregates:
-            failed = await rollup_failures(conn)
-            if failed:
-                await mark_pending(conn, [datetime.fromisoformat(f["bucket"]) for f in failed])
+        failed = await rollup_failures(conn)
+        if failed:
+            await mark_pending(conn, [datetime.fromisoformat(f["bucket"]) for f in failed])
         total = RollupResult()
         while True:
             result = await self.run_once(conn)
@@ -435,10 +459,60 @@ class RollupJob:
         pending = [r["bucket"] for r in rows]
         hours, days, skipped = self._split_expired(pending, sorted({day_floor(h) for h in pending}))
         days = self._due_days(days)
-        await refresh_ranges(conn, "metrics_hourly", ranges(hours, HOUR))
-        await refresh_ranges(conn, "metrics_daily", ranges(days, DAY))
+        failed: list[dict[str, str]] = []
+        try:
+            await refresh_ranges(conn, "metrics_hourly", ranges(hours, HOUR))
+            await refresh_ranges(conn, "metrics_daily", ranges(days, DAY))
+        except asyncpg.DataError:
+            # TimescaleDB materializes a window whole: refresh bucket by bucket so only the buckets
+            # that cannot be computed stay behind, and name their series.
+            failed = await self._refresh_one_by_one(conn, hours, days)
         await conn.execute(_CONSUME_SQL, pending, [r["version"] for r in rows])
-        return RollupResult(hours, days, skipped)
+        async with conn.transaction():
+            await self._record_failures(conn, hours, days, failed)
+        return RollupResult(hours, days, skipped, failed)
+
+    async def _refresh_one_by_one(
+        self, conn: asyncpg.Connection, hours: list[datetime], days: list[datetime]
+    ) -> list[dict[str, str]]:
+        failed: list[dict[str, str]] = []
+        for width, view, buckets, step in (
+            ("hour", "metrics_hourly", hours, HOUR),
+            ("day", "metrics_daily", days, DAY),
+        ):
+            for bucket in buckets:
+                try:
+                    await refresh_ranges(conn, view, [(bucket, bucket + step)])
+                except asyncpg.DataError as exc:
+                    failed += await self._failing_series(conn, width, bucket, step, exc)
+        return failed
+
+    async def _failing_series(
+        self, conn: asyncpg.Connection, width: str, bucket: datetime, step: timedelta, error: BaseException
+    ) -> list[dict[str, str]]:
+        """The series of a bucket whose aggregates cannot be computed (each probed on its own); the
+        whole bucket when none fails alone."""
+        found: list[dict[str, str]] = []
+        for row in await conn.fetch(_SERIES_IN_RANGE_SQL, bucket, bucket + step):
+            try:
+                await conn.fetchrow(
+                    _SERIES_PROBE_SQL, bucket, bucket + step, row["device_id"], row["metric_type"]
+                )
+            except asyncpg.DataError as exc:
+                found.append(_failure(width, bucket, row["device_id"], row["metric_type"], exc))
+        if not found:
+            found.append(_failure(width, bucket, "*", "*", error))
+        for f in found:
+            ROLLUP_FAILURES.labels(width).inc()
+            log.error(
+                "rollup of %s %s for %s/%s failed, skipped (other buckets go on): %s",
+                width,
+                f["bucket"],
+                f["device_id"],
+                f["metric_type"],
+                f["error"],
+            )
+        return found
 
     def _due_days(self, days: list[datetime]) -> list[datetime]:
         now, clock = datetime.now(UTC), time.monotonic()
