@@ -500,22 +500,29 @@ class Writer:
             record = await asyncio.to_thread(self._spool.peek)
             if record is None:
                 return
-            try:
-                applied = await self._apply(record.batch_id, record.rows)
-            except Exception as exc:
-                if not _content_error(exc):
-                    self._mark_down(exc)
-                    return
-                # It would fail the same way forever: move it aside (durably) and go on with the next.
-                if not await self._quarantine_replayed(record.batch_id, record.rows, exc):
+            if record.undecodable is not None:
+                # Intact on disk but not rows (a caller bypassed the collector during an outage).
+                reason = ValueError(f"spooled rows cannot be read back: {record.undecodable}")
+                stored: list[Any] = record.raw_rows or []
+                if not await self._quarantine_replayed(record.batch_id, stored, reason):
                     return
             else:
-                if applied:
-                    m.REPLAYED.inc(len(record.rows))
-                    m.INGESTED.inc(len(record.rows))
-                    self._notify(record.rows)
+                try:
+                    applied = await self._apply(record.batch_id, record.rows)
+                except Exception as exc:
+                    if not _content_error(exc):
+                        self._mark_down(exc)
+                        return
+                    # It would fail the same way forever: move it aside (durably) and go on.
+                    if not await self._quarantine_replayed(record.batch_id, record.rows, exc):
+                        return
                 else:
-                    log.info("spooled batch %s was already committed; skipped", record.batch_id)
+                    if applied:
+                        m.REPLAYED.inc(len(record.rows))
+                        m.INGESTED.inc(len(record.rows))
+                        self._notify(record.rows)
+                    else:
+                        log.info("spooled batch %s was already committed; skipped", record.batch_id)
             await asyncio.to_thread(self._spool.consume, record)
             if self._spool_full:
                 self._spool_full = False

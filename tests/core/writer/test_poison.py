@@ -124,3 +124,23 @@ async def test_poison_batch_at_the_front_of_the_spool_does_not_block_the_batches
         health = check_quarantine(types.SimpleNamespace(writer=writer))  # type: ignore[arg-type]
         assert health is not None and health["status"] == "degraded"
         assert "1 write batch(es) (3 metrics)" in str(health["message"])
+
+
+async def test_a_spooled_batch_that_cannot_be_decoded_is_quarantined_too(
+    ingest_dsn: str, tmp_path: Path
+) -> None:
+    # An in-process caller handed the writer a value that is not a number during an outage: the batch
+    # was spooled as it came and cannot even be read back as rows.
+    spool_dir = tmp_path / "spool"
+    spool = Spool(spool_dir, 1 << 30)
+    spool.open()
+    bad: Row = (BASE, "typo", "power", "12 W", "W", None)  # type: ignore[assignment]
+    spool.append(encode_batch(uuid.uuid4(), [bad]))
+    spool.append(encode_batch(uuid.uuid4(), make_rows(4, "behind")))
+    spool.close()
+    async with Writer(ingest_dsn, FAST, spool_dir) as writer:
+        await wait_until(lambda: writer.status()["spool_batches"] == 0, what="the spool drains")
+        assert writer.status()["quarantined_batches"] == 1
+    assert await stored_by_device(ingest_dsn) == {"behind": 4}
+    [entry] = dead_letters(spool_dir)
+    assert entry["origin"] == "replay" and "12 W" in str(entry["rows"])
