@@ -1,7 +1,7 @@
 """Ingest benchmark: metrics/s through ``Collector.submit()`` (validation + normalisation on) → writer →
 PostgreSQL, next to the binary-COPY ceiling of the same rows, measured in the same run.
 
-    .venv/bin/python bench/ingest.py [--rows N] [--producers 4] [--batch 10000]
+    .venv/bin/python bench/ingest.py [--rows N] [--producers 8] [--batch 10000] [--latency-requests 200]
 
 Uses its own temporary database on the machine's server (created and dropped), migrated with the
 product's migrations, so ``metrics`` has the product's indexes. The ceiling loads the same rows with
@@ -12,13 +12,17 @@ product paths and averaged, because the machine is shared and drifts.
 
 Rows of the report are pluggable: ``PATHS`` maps a name to an async function ``(ctx) -> PathResult``.
 The HTTP row runs ``aetherlens serve`` as its own process on the same database and posts the same rows
-as pre-encoded JSON batches, so the client's encoding is not counted against the core.
+as pre-encoded JSON batches, so the client's encoding is not counted against the core. Two more rows use
+the same server: one client posting 1,000-metric batches one after another (each waits for its commit,
+so this row shows the writer's commit latency as throughput), and the answer time (p50/p99) of a
+one-metric POST on an idle core and with 8 clients posting single metrics at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import resource
@@ -28,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,6 +54,11 @@ ADMIN_DSN = os.environ.get("AETHERLENS_BENCH_ADMIN_DSN", "postgresql://postgres@
 DEVICES = 100
 TYPES = ("power", "energy")
 CEILING_BATCH = 100_000
+SERIAL_BATCH = 1_000
+SERIAL_TARGET = 0.25
+LATENCY_CLIENTS = 8
+IDLE_P50_TARGET_MS = 20
+BUSY_P99_TARGET_MS = 50
 
 
 @dataclass
@@ -59,6 +68,7 @@ class BenchContext:
     producers: int
     batch: int
     settings: Settings
+    latency_requests: int = 200  # timed one-metric POSTs per latency client
     tuples: list[tuple[Any, ...]] = field(default_factory=list)  # the canonical rows (ceiling input)
 
 
@@ -68,6 +78,7 @@ class PathResult:
     seconds: float | None
     note: str = ""
     rss_growth_mb: float | None = None
+    target: float = 0.5  # ratio of the COPY ceiling this row must reach
 
     def rate(self, rows: int) -> float | None:
         return rows / self.seconds if self.seconds else None
@@ -228,14 +239,15 @@ def process_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def http_path(ctx: BenchContext) -> PathResult:
-    """POST /api/v1/metrics against `aetherlens serve` running as its own process on the same database."""
+@contextlib.asynccontextmanager
+async def core_server(ctx: BenchContext, connections: int) -> AsyncIterator[CoreServer]:
+    """`aetherlens serve` as its own process on the bench database (tables reset first), with an
+    ingest API key and a client session of ``connections`` connections."""
     conn = await asyncpg.connect(ctx.dsn)
-    await reset_tables(conn)
-    bodies = [
-        orjson.dumps({"metrics": http_items(ctx.tuples[i : i + ctx.batch])})
-        for i in range(0, len(ctx.tuples), ctx.batch)
-    ]
+    try:
+        await reset_tables(conn)
+    finally:
+        await conn.close()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="aetherlens-bench-http-") as data_dir:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AETHERLENS_")} | {
@@ -266,45 +278,155 @@ async def http_path(ctx: BenchContext) -> PathResult:
         try:
             url = f"http://127.0.0.1:{port}"
             headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-            connector = aiohttp.TCPConnector(limit=ctx.producers)
+            connector = aiohttp.TCPConnector(limit=connections)
             async with aiohttp.ClientSession(connector=connector) as session:
                 await _wait_until_serving(session, url)
-                queue: asyncio.Queue[bytes] = asyncio.Queue()
-                for body in bodies:
-                    queue.put_nowait(body)
-                accepted = 0
-                backpressured = 0
-
-                async def poster() -> None:
-                    nonlocal accepted, backpressured
-                    while not queue.empty():
-                        body = queue.get_nowait()
-                        while True:
-                            async with session.post(f"{url}/api/v1/metrics", data=body, headers=headers) as r:
-                                if r.status == 503:  # backpressure: retry after the advertised wait
-                                    backpressured += 1
-                                    await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
-                                    continue
-                                answer = await r.json()
-                                assert r.status == 200 and not answer["rejected"], answer
-                                accepted += answer["accepted"]
-                                break
-
-                start = time.perf_counter()
-                await asyncio.gather(*(poster() for _ in range(ctx.producers)))
-                seconds = time.perf_counter() - start
-            server_rss = process_rss_mb(server.pid)
+                yield CoreServer(session, f"{url}/api/v1/metrics", headers, server.pid)
         finally:
             server.send_signal(signal.SIGTERM)
             await asyncio.wait_for(server.wait(), timeout=60)
-    stored = await conn.fetchval("SELECT count(*) FROM metrics")
-    await conn.close()
-    assert accepted == stored == len(ctx.tuples), f"http: accepted {accepted}, stored {stored}"
+
+
+@dataclass
+class CoreServer:
+    session: aiohttp.ClientSession
+    ingest_url: str
+    headers: dict[str, str]
+    pid: int
+    accepted: int = 0
+    backpressured: int = 0
+
+    async def post(self, body: bytes) -> float:
+        """POST one ingest body until it is taken (a 503 is retried after its Retry-After); returns the
+        seconds of the answer that took it."""
+        while True:
+            started = time.perf_counter()
+            async with self.session.post(self.ingest_url, data=body, headers=self.headers) as r:
+                if r.status == 503:  # backpressure: retry after the advertised wait
+                    self.backpressured += 1
+                    await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+                    continue
+                answer = await r.json()
+                elapsed = time.perf_counter() - started
+                assert r.status == 200 and not answer["rejected"], answer
+                self.accepted += answer["accepted"]
+                return elapsed
+
+
+async def _count_metrics(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM metrics"))
+    finally:
+        await conn.close()
+
+
+async def http_path(ctx: BenchContext) -> PathResult:
+    """POST /api/v1/metrics against `aetherlens serve` running as its own process on the same database."""
+    bodies = [
+        orjson.dumps({"metrics": http_items(ctx.tuples[i : i + ctx.batch])})
+        for i in range(0, len(ctx.tuples), ctx.batch)
+    ]
+    async with core_server(ctx, ctx.producers) as core:
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        for body in bodies:
+            queue.put_nowait(body)
+
+        async def poster() -> None:
+            while not queue.empty():
+                await core.post(queue.get_nowait())
+
+        start = time.perf_counter()
+        await asyncio.gather(*(poster() for _ in range(ctx.producers)))
+        seconds = time.perf_counter() - start
+        server_rss = process_rss_mb(core.pid)
+    stored = await _count_metrics(ctx.dsn)
+    assert core.accepted == stored == len(ctx.tuples), f"http: accepted {core.accepted}, stored {stored}"
     return PathResult(
         "POST /api/v1/metrics",
         seconds,
-        f"`aetherlens serve` process, {ctx.producers} connections, {backpressured} answers 503 (queue "
-        f"full); core RSS {server_rss:.0f} MB after",
+        f"`aetherlens serve` process, {ctx.producers} connections x {ctx.batch:,}-metric batches, "
+        f"{core.backpressured} answers 503 (queue full); core RSS {server_rss:.0f} MB after",
+    )
+
+
+async def http_serial_path(ctx: BenchContext) -> PathResult:
+    """One client posting 1,000-metric batches one after another: each waits for its commit, so this is
+    bounded by the writer's per-commit latency, not by group commit across clients."""
+    bodies = [
+        orjson.dumps({"metrics": http_items(ctx.tuples[i : i + SERIAL_BATCH])})
+        for i in range(0, len(ctx.tuples), SERIAL_BATCH)
+    ]
+    async with core_server(ctx, 1) as core:
+        start = time.perf_counter()
+        for body in bodies:
+            await core.post(body)
+        seconds = time.perf_counter() - start
+    stored = await _count_metrics(ctx.dsn)
+    assert core.accepted == stored == len(ctx.tuples), f"serial: accepted {core.accepted}, stored {stored}"
+    return PathResult(
+        f"POST, 1 client x {SERIAL_BATCH:,} serial",
+        seconds,
+        f"one connection, next batch after the answer; target >= {SERIAL_TARGET} of the ceiling",
+        target=SERIAL_TARGET,
+    )
+
+
+def _single_metric_bodies(client: int, n: int) -> list[bytes]:
+    now = datetime.now(UTC)
+    return [
+        orjson.dumps(
+            {
+                "metrics": [
+                    {
+                        "time": (now - timedelta(seconds=n - i)).isoformat(),
+                        "device_id": f"bench-latency-{client:02d}",
+                        "metric_type": "power",
+                        "value": float(i),
+                    }
+                ]
+            }
+        )
+        for i in range(n)
+    ]
+
+
+def _percentiles(samples: Sequence[float]) -> tuple[float, float]:
+    """(p50, p99) in milliseconds (nearest rank)."""
+    ordered = sorted(samples)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    return pick(0.50), pick(0.99)
+
+
+async def latency_path(ctx: BenchContext) -> PathResult:
+    """Answer time of a one-metric POST: first on an idle core (one client, one request at a time), then
+    with LATENCY_CLIENTS clients posting single metrics concurrently."""
+    # One more body per client: the first request registers the device and is not timed.
+    idle_bodies = _single_metric_bodies(0, ctx.latency_requests + 1)
+    busy_bodies = [_single_metric_bodies(c + 1, ctx.latency_requests + 1) for c in range(LATENCY_CLIENTS)]
+    async with core_server(ctx, LATENCY_CLIENTS) as core:
+        await core.post(idle_bodies[0])  # the first request registers the device: not timed
+        idle = [await core.post(body) for body in idle_bodies[1:]]
+
+        async def client(bodies: list[bytes]) -> list[float]:
+            return [await core.post(body) for body in bodies]
+
+        for bodies in busy_bodies:  # register each client's device before timing
+            await core.post(bodies[0])
+        busy_runs = await asyncio.gather(*(client(bodies[1:]) for bodies in busy_bodies))
+    busy = [s for run in busy_runs for s in run]
+    idle_p50, idle_p99 = _percentiles(idle)
+    busy_p50, busy_p99 = _percentiles(busy)
+    return PathResult(
+        "POST of one metric, latency",
+        None,
+        f"idle: p50 {idle_p50:.1f} ms, p99 {idle_p99:.1f} ms (target p50 <= {IDLE_P50_TARGET_MS} ms); "
+        f"{LATENCY_CLIENTS} clients: p50 {busy_p50:.1f} ms, p99 {busy_p99:.1f} ms "
+        f"(target p99 <= {BUSY_P99_TARGET_MS} ms); {ctx.latency_requests} timed requests per client"
+        + (" BELOW TARGET" if idle_p50 > IDLE_P50_TARGET_MS or busy_p99 > BUSY_P99_TARGET_MS else ""),
     )
 
 
@@ -334,7 +456,15 @@ async def run(args: argparse.Namespace) -> int:
         await conn.close()
         settings = Settings(writer=WriterSettings(batch_size=args.writer_batch))
         baseline = rss_mb()
-        ctx = BenchContext(dsn, args.rows, args.producers, args.batch, settings, make_tuples(args.rows))
+        ctx = BenchContext(
+            dsn,
+            args.rows,
+            args.producers,
+            args.batch,
+            settings,
+            latency_requests=args.latency_requests,
+            tuples=make_tuples(args.rows),
+        )
         print(
             f"ingest benchmark: {args.rows:,} metrics ({DEVICES} devices x {len(TYPES)} types), "
             f"{args.producers} producers x {args.batch:,}-metric batches, writer batch_size "
@@ -361,12 +491,19 @@ async def run(args: argparse.Namespace) -> int:
                 print(f"{r.name:36} {'n/a':>12} {'n/a':>7}  {r.note}")
                 continue
             growth = f"; RSS +{r.rss_growth_mb:.0f} MB while ingesting" if r.rss_growth_mb is not None else ""
-            print(f"{r.name:36} {rate:12,.0f} {rate / ceiling_rate:7.2f}  {r.note}{growth}")
+            ratio = rate / ceiling_rate
+            verdict = "" if ratio >= r.target else f" BELOW TARGET {r.target}"
+            print(f"{r.name:36} {rate:12,.0f} {ratio:7.2f}  {r.note}{growth}{verdict}")
         print(
             f"\nprocess RSS: {baseline:.0f} MB before generating input (imports, pool code), "
             f"{rss_mb():.0f} MB now, peak {peak_rss_mb():.0f} MB (the peak includes the prebuilt input rows)"
         )
-        print("target: ratio >= 0.5 of the COPY ceiling for Collector.submit() and POST /api/v1/metrics")
+        print(
+            "targets: ratio >= 0.5 of the COPY ceiling for Collector.submit() and POST /api/v1/metrics, "
+            f">= {SERIAL_TARGET} for one serial client of {SERIAL_BATCH:,}-metric batches; one-metric POST "
+            f"p50 <= {IDLE_P50_TARGET_MS} ms idle, p99 <= {BUSY_P99_TARGET_MS} ms at {LATENCY_CLIENTS} "
+            "clients"
+        )
     finally:
         admin = await asyncpg.connect(ADMIN_DSN)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -377,6 +514,8 @@ async def run(args: argparse.Namespace) -> int:
 register_path("collector_metric", collector_metric_path)
 register_path("collector_dict", collector_dict_path)
 register_path("http", http_path)
+register_path("http_serial", http_serial_path)
+register_path("http_latency", latency_path)
 
 
 def main() -> int:
@@ -384,6 +523,12 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="metrics per path (default 1,000,000)")
     parser.add_argument("--producers", type=int, default=8, help="concurrent submitters (default 8)")
     parser.add_argument("--batch", type=int, default=10_000, help="metrics per submit() (default 10,000)")
+    parser.add_argument(
+        "--latency-requests",
+        type=int,
+        default=200,
+        help="timed one-metric POSTs per client in the latency row (default 200)",
+    )
     parser.add_argument(
         "--writer-batch",
         type=int,

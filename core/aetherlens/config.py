@@ -95,7 +95,11 @@ class CollectorSettings(_Section):
 
 class WriterSettings(_Section):
     batch_size: int = Field(default=50_000, ge=1, le=1_000_000, description="rows per COPY")
-    flush_interval: float = Field(default=1.0, gt=0, le=60, description="seconds between flushes")
+    # Natural group commit: the writer commits whatever is queued as soon as its previous commit is done,
+    # so 0 (no lingering) gives the lowest latency and batches still grow under load by themselves.
+    flush_interval: float = Field(
+        default=0.0, ge=0, le=60, description="seconds a partial batch may wait for more rows (0 = none)"
+    )
     queue_max: int = Field(default=200_000, ge=1, description="metrics buffered before backpressure")
     spool_max_bytes: int = Field(default=1 << 30, ge=1 << 20, description="disk spool bound")
     retry_initial: float = Field(default=0.5, gt=0)

@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,3 +134,14 @@ async def pause_scheduled_jobs(conn: asyncpg.Connection) -> None:
             return
         await asyncio.sleep(0.5)
     raise AssertionError("TimescaleDB jobs still running after 60 s")
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    """Wait for ``predicate()`` to hold, re-checking every 20 ms; fails the test (never falls through)
+    when it does not within ``timeout`` seconds, so a broken component fails instead of hanging."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
+        await asyncio.sleep(0.02)

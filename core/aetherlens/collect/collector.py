@@ -19,7 +19,7 @@ from aetherlens.collect.registry import DeviceRegistry
 from aetherlens.collect.validate import Validator
 from aetherlens.config import Settings
 from aetherlens.db import ingest_metrics as m
-from aetherlens.db.writer import Row, Writer
+from aetherlens.db.writer import BatchQuarantinedError, Row, Writer
 from aetherlens.models import MetricType, Rejection, SubmitResult
 
 log = logging.getLogger(__name__)
@@ -55,23 +55,29 @@ class Collector:
 
         ``source`` (a plugin id, or ``api``) is recorded on devices it registers. With ``wait=False`` a full
         write queue raises ``BackpressureError`` (HTTP answers 503 + Retry-After) instead of waiting; then
-        nothing of the batch was taken. Never raises for bad metrics: they come back as rejections.
+        nothing of the batch was taken. Never raises for bad metrics: they come back as rejections (also
+        those the database itself refuses, which the writer keeps in its dead-letter file).
         """
         checked = self.validator.check(batch)
-        rows = checked.rows
+        rows, indexes = checked.rows, checked.indexes
         rejected = checked.rejected
         known = self.registry.known
         unknown = {row[1] for row in rows if row[1] not in known} if rows else set()
         if unknown or self.registry.pending_registrations:
             refused = await self.registry.resolve(unknown, source)
             if refused:
-                rows, rejected = _drop_refused(rows, checked.indexes, rejected, refused, checked.categories)
+                rows, indexes, rejected = _drop_refused(rows, indexes, rejected, refused, checked.categories)
+        if rows:
+            try:
+                await self.writer.submit(rows, wait=wait)
+            except BatchQuarantinedError as exc:
+                rejected = [*rejected, *(Rejection(index, exc.message) for index in indexes)]
+                checked.categories.extend("database" for _ in indexes)
+                rows = []
         if rejected:
             rejected.sort(key=lambda r: r.index)
             for category in checked.categories:
                 m.REJECTED.labels(category).inc()
-        if rows:
-            await self.writer.submit(rows, wait=wait)
         return SubmitResult(accepted=len(rows), rejected=rejected)
 
     def forget_device(self, device_id: str) -> None:
@@ -87,14 +93,16 @@ def _drop_refused(
     rejected: list[Rejection],
     refused: dict[str, str],
     categories: list[str],
-) -> tuple[list[Row], list[Rejection]]:
+) -> tuple[list[Row], list[int], list[Rejection]]:
     kept: list[Row] = []
+    kept_indexes: list[int] = []
     rejected = list(rejected)
     for row, index in zip(rows, indexes, strict=True):
         reason = refused.get(row[1])
         if reason is None:
             kept.append(row)
+            kept_indexes.append(index)
         else:
             rejected.append(Rejection(index, reason))
             categories.append("unknown_device")
-    return kept, rejected
+    return kept, kept_indexes, rejected

@@ -13,12 +13,14 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Final
 
-from aetherlens.models import METRIC_TYPES, MetricType
+from aetherlens.models import MAX_MAGNITUDE, METRIC_TYPES, MetricType
 
 log = logging.getLogger(__name__)
 
-# (canonical unit, scale, offset): canonical = value * scale + offset
-Conversion = tuple[str, float, float]
+# (canonical unit, scale, offset, minimum, maximum): canonical = value * scale + offset, which must lie in
+# [minimum, maximum] (the type's range, in the canonical unit); carried here so the hot path needs no
+# further lookup.
+Conversion = tuple[str, float, float, float, float]
 
 
 class UnitTable:
@@ -48,9 +50,15 @@ class UnitTable:
 
     def _add(self, metric_type: MetricType) -> None:
         canonical = metric_type.unit
-        units: dict[str | None, Conversion] = {None: (canonical, 1.0, 0.0), canonical: (canonical, 1.0, 0.0)}
+        # A declared range is clipped to what the database's arithmetic can carry.
+        lo = max(metric_type.minimum, -MAX_MAGNITUDE)
+        hi = min(metric_type.maximum, MAX_MAGNITUDE)
+        units: dict[str | None, Conversion] = {
+            None: (canonical, 1.0, 0.0, lo, hi),
+            canonical: (canonical, 1.0, 0.0, lo, hi),
+        }
         for unit, (scale, offset) in metric_type.conversions.items():
-            units[unit] = (canonical, scale, offset)
+            units[unit] = (canonical, scale, offset, lo, hi)
         self.conversions[metric_type.name] = units
 
     def explain(self, metric_type: object, unit: object) -> tuple[str, str]:

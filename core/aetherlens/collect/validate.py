@@ -19,7 +19,7 @@ import orjson
 
 from aetherlens.collect.normalize import UnitTable, parse_time
 from aetherlens.db.writer import Row
-from aetherlens.models import DEVICE_ID_PATTERN, Metric, Rejection
+from aetherlens.models import DEVICE_ID_PATTERN, MAX_MAGNITUDE, MIN_MAGNITUDE, Metric, Rejection
 
 MAX_TAGS: Final = 64
 MAX_TAG_CHARS: Final = 256
@@ -107,12 +107,29 @@ class Validator:
                 category, reason = self.units.explain(metric_type, unit)
                 self._reject(out, index, category, reason)
                 continue
-            canonical, scale, offset = conversion
+            canonical, scale, offset, lo, hi = conversion
             if scale != 1.0 or offset != 0.0:
                 value = value * scale + offset
                 if value - value != 0.0:
                     self._reject(out, index, "value", f"value overflows after conversion to {canonical}")
                     continue
+            # Range of the type (and the magnitude the database's arithmetic can carry), then values so
+            # near 0 that products with them underflow; chained comparisons, no call on the hot path.
+            if not lo <= value <= hi:
+                counter = self.units.types[metric_type].counter
+                self._reject(
+                    out, index, "range", _range_reason(metric_type, counter, value, canonical, lo, hi)
+                )
+                continue
+            if -MIN_MAGNITUDE < value < MIN_MAGNITUDE and value != 0.0:
+                self._reject(
+                    out,
+                    index,
+                    "range",
+                    f"value {value!r} {canonical} is too close to 0 for the database's arithmetic "
+                    f"(non-zero values need |value| >= {MIN_MAGNITUDE:g}; send 0 instead)",
+                )
+                continue
 
             # time: aware, not too far ahead, not older than raw retention
             if type(when) is str:
@@ -181,6 +198,17 @@ class Validator:
     def _reject(out: Checked, index: int, category: str, reason: str) -> None:
         out.rejected.append(Rejection(index, reason))
         out.categories.append(category)
+
+
+def _range_reason(metric_type: str, counter: bool, value: float, unit: str, lo: float, hi: float) -> str:
+    if lo <= -MAX_MAGNITUDE and hi >= MAX_MAGNITUDE:
+        return (
+            f"value {value:g} {unit} is beyond ±{MAX_MAGNITUDE:g}, the largest magnitude the database's "
+            "arithmetic can carry"
+        )
+    negative_count = counter and lo == 0.0 and value < 0
+    what = "a counter, it cannot be negative" if negative_count else f"outside {lo:g}..{hi:g} {unit}"
+    return f"{metric_type} value {value:g} {unit} is {what} (the range of {metric_type})"
 
 
 def _tags_problem(tags: object) -> str | None:

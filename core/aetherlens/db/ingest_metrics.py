@@ -18,6 +18,14 @@ SPOOLED: Final = Counter(
 REFUSED: Final = Counter(
     "aetherlens_metrics_refused", "Metrics refused by backpressure (queue or spool full)", ["cause"]
 )
+QUARANTINED: Final = Counter(
+    "aetherlens_metrics_quarantined",
+    "Metrics the database refused for their content, moved to the dead-letter file (origin: live|replay)",
+    ["origin"],
+)
+DEAD_LETTER_BATCHES: Final = Gauge(
+    "aetherlens_writer_dead_letter_batches", "Batches in the dead-letter file (earlier runs included)"
+)
 REPLAYED: Final = Counter("aetherlens_metrics_replayed", "Metrics replayed from the spool into PostgreSQL")
 QUEUE_DEPTH: Final = Gauge("aetherlens_writer_queue_depth", "Metrics waiting in the write queue")
 SPOOL_BYTES: Final = Gauge("aetherlens_writer_spool_bytes", "Bytes held in the disk spool")

@@ -21,3 +21,32 @@ DATABASE_UNREACHABLE: Final = (
     asyncpg.ReadOnlySQLTransactionError,  # a standby, or a primary being demoted
     asyncpg.InvalidCatalogNameError,  # the database is gone (dropped, or not restored yet)
 )
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The database is not there right now: keep the data (spool) and retry later."""
+    # asyncpg reports a value it cannot encode as a DataError that is both an InterfaceError and a
+    # ValueError: it is about the data, not the connection.
+    if isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError):
+        return False
+    return isinstance(exc, DATABASE_UNREACHABLE)
+
+
+# SQLSTATE classes that name the data itself: 22 data exception (a value out of range, a NUL or an
+# invalid byte in text, malformed JSON), 23 integrity constraint violation.
+_CONTENT_SQLSTATE_CLASSES: Final = frozenset({"22", "23"})
+
+
+def is_content_error(exc: BaseException) -> bool:
+    """A write failed because of what it holds: the same rows fail the same way on every retry.
+
+    Server errors of other classes (disk full, lock or statement timeouts, a missing table) are about
+    the server or the schema; retrying later is right for them, and every batch fails alike, so none
+    is singled out. An error that is not PostgreSQL's (the client could not encode a value) is about
+    the rows unless it is an outage.
+    """
+    if is_outage(exc):
+        return False
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(getattr(exc, "sqlstate", "") or "")[:2] in _CONTENT_SQLSTATE_CLASSES
+    return True

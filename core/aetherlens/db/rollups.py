@@ -19,6 +19,17 @@ pair adds ``v_i - v_{i-1}`` when that is >= 0, else ``v_i`` (a reset to 0); a si
 day's increase is therefore its hours' increases plus the (reset-aware) steps between consecutive
 hours of that day, which is how the plain path computes it from ``metrics_hourly``; TimescaleDB computes
 it from the raw rows with the same function. Both give the same numbers.
+
+A bucket that cannot be aggregated (a value the float8 arithmetic cannot carry, e.g. ``avg()`` of a
+1e200 row written before ingest bounded values) fails alone on the plain path: the pass is retried
+bucket by bucket and, inside a failing bucket, series by series (savepoints), so every other series
+is rolled up. The failing (bucket, series) is logged, counted (``aetherlens_rollup_failures_total``)
+and recorded in ``core_state`` under ``rollup_failures``, which ``/health`` reports as degraded with the
+series named; each later pass re-marks the recorded buckets, so a failure clears itself once the
+offending rows are deleted or fixed. TimescaleDB materializes a refresh window whole: after a failed
+refresh the buckets are refreshed one by one and each failing one is recorded with the series that
+cannot be aggregated (probed one by one); a neighbouring bucket whose refresh reaches the same
+invalidated range fails with it and is recorded without a series (``*``); all other buckets go on.
 """
 
 from __future__ import annotations
@@ -28,9 +39,11 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
+import orjson
+from prometheus_client import Counter
 
 from aetherlens.db.migrations import CapabilitiesLike, rollup_mode
 from aetherlens.db.queries.costs import MARK_PENDING_SQL
@@ -75,6 +88,15 @@ JOIN metrics AS m ON m.time >= h.bucket AND m.time < h.bucket + INTERVAL '1 hour
 GROUP BY h.bucket, m.device_id, m.metric_type
 """
 
+# One series of one hour (the fallback after a failed pass): same aggregation, one group.
+_HOURLY_SERIES_INSERT_SQL: Final = _HOURLY_INSERT_SQL.replace(
+    "GROUP BY h.bucket", "WHERE m.device_id = $2 AND m.metric_type = $3\nGROUP BY h.bucket"
+)
+_HOURLY_SERIES_SQL: Final = """
+SELECT DISTINCT device_id, metric_type FROM metrics
+WHERE time >= $1 AND time < $1 + INTERVAL '1 hour' ORDER BY 1, 2
+"""
+
 _DAILY_DELETE_SQL: Final = "DELETE FROM metrics_daily WHERE bucket = ANY($1::timestamptz[])"
 # A day from its hours: exact for count/sum/min/max/first/last; avg = sum/count; the increase adds the
 # reset-aware step from each hour's last sample to the next non-empty hour's first sample.
@@ -101,6 +123,50 @@ GROUP BY day, device_id, metric_type
 """
 
 # JIT compilation costs more than it saves on these statements; a big backfill batch sorts in memory.
+_DAILY_SERIES_INSERT_SQL: Final = _DAILY_INSERT_SQL.replace(
+    "h.bucket < d.day + INTERVAL '1 day'",
+    "h.bucket < d.day + INTERVAL '1 day' AND h.device_id = $2 AND h.metric_type = $3",
+)
+_DAILY_SERIES_SQL: Final = """
+SELECT DISTINCT device_id, metric_type FROM metrics_hourly
+WHERE bucket >= $1 AND bucket < $1 + INTERVAL '1 day' ORDER BY 1, 2
+"""
+
+FAILURES_KEY: Final = "rollup_failures"
+_FAILURES_READ_SQL: Final = "SELECT value FROM core_state WHERE key = $1"
+_FAILURES_WRITE_SQL: Final = """
+INSERT INTO core_state (key, value, updated_at) VALUES ($1, $2, now())
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()
+"""
+
+# The aggregates of one series over [start, end): what a continuous-aggregate refresh computes.
+_SERIES_PROBE_SQL: Final = """
+SELECT avg(value), sum(value) FROM metrics
+WHERE time >= $1 AND time < $2 AND device_id = $3 AND metric_type = $4
+"""
+_SERIES_IN_RANGE_SQL: Final = """
+SELECT DISTINCT device_id, metric_type FROM metrics WHERE time >= $1 AND time < $2 ORDER BY 1, 2
+"""
+
+
+def _failure(
+    width: str, bucket: datetime, device_id: str, metric_type: str, exc: BaseException
+) -> dict[str, str]:
+    return {
+        "width": width,
+        "bucket": bucket.isoformat(),
+        "device_id": device_id,
+        "metric_type": metric_type,
+        "error": f"{type(exc).__name__}: {exc}",
+    }
+
+
+ROLLUP_FAILURES: Final = Counter(
+    "aetherlens_rollup_failures",
+    "Rollup buckets of one series that could not be aggregated (skipped; see /health)",
+    ["width"],
+)
+
 _TUNE_SQL: Final = "SET LOCAL jit = off; SET LOCAL work_mem = '64MB'"
 _SUMMARIZE_SQL: Final = """
 SELECT brin_summarize_new_values(index.oid)
@@ -158,6 +224,15 @@ class RollupResult:
     days: list[datetime] = field(default_factory=list)
     # Pending hours consumed without re-aggregation: older than the raw retention (see RollupJob).
     skipped: list[datetime] = field(default_factory=list)
+    # (bucket, series) that could not be aggregated: {"width", "bucket", "device_id", "metric_type",
+    # "error"}; every other series of those buckets was rolled up.
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+
+async def rollup_failures(conn: asyncpg.Connection) -> list[dict[str, str]]:
+    """The (bucket, series) the rollup job could not aggregate at its latest pass over them."""
+    raw = await conn.fetchval(_FAILURES_READ_SQL, FAILURES_KEY)
+    return list(orjson.loads(raw)) if raw else []
 
 
 class RollupJob:
@@ -210,10 +285,18 @@ class RollupJob:
         return await self._rebuild_tables(conn)
 
     async def run_until_idle(self, conn: asyncpg.Connection) -> RollupResult:
-        """Repeat ``run_once`` until nothing is pending (a large backfill takes several passes)."""
+        """Repeat ``run_once`` until nothing is pending (a large backfill takes several passes).
+
+        Buckets that failed at an earlier pass are marked pending once first, so they are retried
+        (a failure clears once its rows are fixed) without making this loop spin on them.
+        """
+        failed = await rollup_failures(conn)
+        if failed:
+            await mark_pending(conn, [datetime.fromisoformat(f["bucket"]) for f in failed])
         total = RollupResult()
         while True:
             result = await self.run_once(conn)
+            total.failed.extend(result.failed)
             if not result.hours and not result.skipped:
                 if total.hours:
                     log.info("rolled up %d hour(s), %d day(s)", len(total.hours), len(total.days))
@@ -234,12 +317,117 @@ class RollupJob:
             if not claimed:
                 return RollupResult()
             hours, days, skipped = self._split_expired(claimed, sorted({day_floor(h) for h in claimed}))
-            await conn.execute(_HOURLY_DELETE_SQL, hours)
-            await conn.execute(_HOURLY_INSERT_SQL, hours)
-            await conn.execute(_DAILY_DELETE_SQL, days)
-            await conn.execute(_DAILY_INSERT_SQL, days)
+            failed: list[dict[str, str]] = []
+            try:
+                async with conn.transaction():  # a savepoint: the fast path, every bucket at once
+                    await conn.execute(_HOURLY_DELETE_SQL, hours)
+                    await conn.execute(_HOURLY_INSERT_SQL, hours)
+                    await conn.execute(_DAILY_DELETE_SQL, days)
+                    await conn.execute(_DAILY_INSERT_SQL, days)
+            except asyncpg.DataError:  # SQLSTATE class 22: some bucket's numbers cannot be computed
+                failed = await self._rebuild_one_by_one(conn, hours, days)
+            await self._record_failures(conn, hours, days, failed)
         log.debug("rebuilt %d hour bucket(s) and %d day bucket(s)", len(hours), len(days))
-        return RollupResult(hours, days, skipped)
+        return RollupResult(hours, days, skipped, failed)
+
+    async def _rebuild_one_by_one(
+        self, conn: asyncpg.Connection, hours: list[datetime], days: list[datetime]
+    ) -> list[dict[str, str]]:
+        """Each bucket on its own and, inside a bucket that fails, each series on its own; returns the
+        (bucket, series) that fail. Runs inside the pass's transaction (savepoints)."""
+        failed: list[dict[str, str]] = []
+        for hour in hours:
+            failed += await self._rebuild_bucket(
+                conn,
+                "hour",
+                hour,
+                _HOURLY_DELETE_SQL,
+                _HOURLY_INSERT_SQL,
+                _HOURLY_SERIES_SQL,
+                _HOURLY_SERIES_INSERT_SQL,
+            )
+        # A day built without one of its hours would look complete: leave that series' day out and say why.
+        incomplete = {
+            (day_floor(datetime.fromisoformat(f["bucket"])), f["device_id"], f["metric_type"]) for f in failed
+        }
+        for day in days:
+            failed += await self._rebuild_bucket(
+                conn,
+                "day",
+                day,
+                _DAILY_DELETE_SQL,
+                _DAILY_INSERT_SQL,
+                _DAILY_SERIES_SQL,
+                _DAILY_SERIES_INSERT_SQL,
+                skip={(d, m) for b, d, m in incomplete if b == day},
+            )
+        return failed
+
+    async def _rebuild_bucket(
+        self,
+        conn: asyncpg.Connection,
+        width: str,
+        bucket: datetime,
+        delete: str,
+        insert: str,
+        series_sql: str,
+        series_insert: str,
+        skip: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
+    ) -> list[dict[str, str]]:
+        await conn.execute(delete, [bucket])
+        if not skip:
+            try:
+                async with conn.transaction():
+                    await conn.execute(insert, [bucket])
+                return []
+            except asyncpg.DataError:
+                pass
+        failed: list[dict[str, str]] = []
+        for row in await conn.fetch(series_sql, bucket):
+            device_id, metric_type = row["device_id"], row["metric_type"]
+            if (device_id, metric_type) in skip:
+                error = "an hour of this day could not be aggregated"
+            else:
+                try:
+                    async with conn.transaction():
+                        await conn.execute(series_insert, [bucket], device_id, metric_type)
+                    continue
+                except asyncpg.DataError as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+            ROLLUP_FAILURES.labels(width).inc()
+            log.error(
+                "rollup of %s %s for %s/%s failed, skipped (other series go on): %s",
+                width,
+                bucket.isoformat(),
+                device_id,
+                metric_type,
+                error,
+            )
+            failed.append(
+                {
+                    "width": width,
+                    "bucket": bucket.isoformat(),
+                    "device_id": device_id,
+                    "metric_type": metric_type,
+                    "error": error,
+                }
+            )
+        return failed
+
+    async def _record_failures(
+        self,
+        conn: asyncpg.Connection,
+        hours: list[datetime],
+        days: list[datetime],
+        failed: list[dict[str, str]],
+    ) -> None:
+        """Replace what is recorded for the buckets just rebuilt by this pass's outcome."""
+        recorded = await rollup_failures(conn)
+        if not recorded and not failed:
+            return
+        rebuilt = {("hour", h.isoformat()) for h in hours} | {("day", d.isoformat()) for d in days}
+        kept: list[dict[str, Any]] = [f for f in recorded if (f["width"], f["bucket"]) not in rebuilt]
+        await conn.execute(_FAILURES_WRITE_SQL, FAILURES_KEY, orjson.dumps([*kept, *failed]).decode())
 
     async def _refresh_caggs(self, conn: asyncpg.Connection) -> RollupResult:
         if conn.is_in_transaction():
@@ -250,10 +438,60 @@ class RollupJob:
         pending = [r["bucket"] for r in rows]
         hours, days, skipped = self._split_expired(pending, sorted({day_floor(h) for h in pending}))
         days = self._due_days(days)
-        await refresh_ranges(conn, "metrics_hourly", ranges(hours, HOUR))
-        await refresh_ranges(conn, "metrics_daily", ranges(days, DAY))
+        failed: list[dict[str, str]] = []
+        try:
+            await refresh_ranges(conn, "metrics_hourly", ranges(hours, HOUR))
+            await refresh_ranges(conn, "metrics_daily", ranges(days, DAY))
+        except asyncpg.DataError:
+            # TimescaleDB materializes a window whole: refresh bucket by bucket so only the buckets
+            # that cannot be computed stay behind, and name their series.
+            failed = await self._refresh_one_by_one(conn, hours, days)
         await conn.execute(_CONSUME_SQL, pending, [r["version"] for r in rows])
-        return RollupResult(hours, days, skipped)
+        async with conn.transaction():
+            await self._record_failures(conn, hours, days, failed)
+        return RollupResult(hours, days, skipped, failed)
+
+    async def _refresh_one_by_one(
+        self, conn: asyncpg.Connection, hours: list[datetime], days: list[datetime]
+    ) -> list[dict[str, str]]:
+        failed: list[dict[str, str]] = []
+        for width, view, buckets, step in (
+            ("hour", "metrics_hourly", hours, HOUR),
+            ("day", "metrics_daily", days, DAY),
+        ):
+            for bucket in buckets:
+                try:
+                    await refresh_ranges(conn, view, [(bucket, bucket + step)])
+                except asyncpg.DataError as exc:
+                    failed += await self._failing_series(conn, width, bucket, step, exc)
+        return failed
+
+    async def _failing_series(
+        self, conn: asyncpg.Connection, width: str, bucket: datetime, step: timedelta, error: BaseException
+    ) -> list[dict[str, str]]:
+        """The series of a bucket whose aggregates cannot be computed (each probed on its own); the
+        whole bucket when none fails alone."""
+        found: list[dict[str, str]] = []
+        for row in await conn.fetch(_SERIES_IN_RANGE_SQL, bucket, bucket + step):
+            try:
+                await conn.fetchrow(
+                    _SERIES_PROBE_SQL, bucket, bucket + step, row["device_id"], row["metric_type"]
+                )
+            except asyncpg.DataError as exc:
+                found.append(_failure(width, bucket, row["device_id"], row["metric_type"], exc))
+        if not found:
+            found.append(_failure(width, bucket, "*", "*", error))
+        for f in found:
+            ROLLUP_FAILURES.labels(width).inc()
+            log.error(
+                "rollup of %s %s for %s/%s failed, skipped (other buckets go on): %s",
+                width,
+                f["bucket"],
+                f["device_id"],
+                f["metric_type"],
+                f["error"],
+            )
+        return found
 
     def _due_days(self, days: list[datetime]) -> list[datetime]:
         now, clock = datetime.now(UTC), time.monotonic()

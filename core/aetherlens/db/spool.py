@@ -67,6 +67,10 @@ class SpoolRecord:
     segment: int  # sequence number of the segment file holding it
     end_offset: int  # offset just past this record in its segment
     size: int  # bytes on disk, header included
+    # Set when the payload is intact (checksum) but its rows cannot be read back as rows (a caller
+    # handed the writer something that is not a metric row): why, and the rows as stored.
+    undecodable: str | None = None
+    raw_rows: list[object] | None = None
 
 
 def encode_batch(batch_id: uuid.UUID, rows: list[Row]) -> bytes:
@@ -226,8 +230,21 @@ class Spool:
                 payload = fh.read(length)
             if zlib.crc32(payload) != crc:  # verified at open; a change since then is disk corruption
                 raise SpoolError(f"spool segment {self._path(seq)} changed on disk at {self._read_offset}")
-            batch_id, rows = decode_payload(payload)
             size = _HEADER.size + length
+            try:
+                batch_id, rows = decode_payload(payload)
+            except (ValueError, TypeError, KeyError) as exc:
+                # Retrying cannot help; the writer quarantines it rather than let it block the spool.
+                data = orjson.loads(payload)
+                return SpoolRecord(
+                    uuid.UUID(str(data.get("id"))),
+                    [],
+                    seq,
+                    self._read_offset + size,
+                    size,
+                    undecodable=f"{type(exc).__name__}: {exc}",
+                    raw_rows=list(data.get("rows") or []),
+                )
             return SpoolRecord(batch_id, rows, seq, self._read_offset + size, size)
         return None
 

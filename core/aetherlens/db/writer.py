@@ -11,14 +11,25 @@ Every COPY runs in one transaction together with
   * an upsert of ``metrics_latest`` (only when the new time is later), so "latest per device" never scans;
   * the distinct hour buckets of the batch into ``rollup_pending`` for the rollup job (late data too).
 
-Concurrent submitters are grouped into one COPY (group commit) and all woken when it commits, so many
-small producers still cost one transaction per ``batch_size`` rows or per ``flush_interval``.
+Natural group commit: the writer commits whatever is queued as soon as its previous commit is done, up
+to ``batch_size`` rows per COPY, and wakes every submitter of that COPY when it commits. An idle writer
+therefore commits a single metric at once, and under load the rows that arrive while one commit runs
+form the next batch by themselves: many small producers cost one transaction per commit time, not one
+per submit. ``flush_interval`` (default 0) lets a partial batch linger that long for more rows.
 
 Backpressure: at most ``queue_max`` metrics wait in memory. ``submit(wait=True)`` (in-process producers)
 waits for room; ``submit(wait=False)`` / ``try_submit`` (HTTP ingest) raises ``BackpressureError`` with a
 ``retry_after`` instead. During an outage batches go to the spool; when the spool reaches
 ``spool_max_bytes`` new metrics are refused the same way and waiting producers keep their batch in memory
 until the database returns — acknowledged data is never dropped.
+
+Failures are told apart by ``db.outage``: an outage (or a server error not about the rows, such as a
+full disk) spools the batch and retries later; a batch the database refuses for its content (SQLSTATE
+classes 22/23, or a value the client cannot encode) would fail forever, so it is quarantined to the
+dead-letter file (``db.deadletter``) with the reason instead of blocking what comes after it. Live: a
+grouped COPY that fails for its content is retried one submitter at a time, so only the submitter
+whose rows are refused hears ``BatchQuarantinedError`` (the collector reports its metrics as
+rejected); replay: the spooled batch is quarantined and consumed, and replay goes on with the next.
 """
 
 from __future__ import annotations
@@ -42,13 +53,14 @@ import orjson
 
 from aetherlens.config import WriterSettings
 from aetherlens.db import ingest_metrics as m
-from aetherlens.db.outage import DATABASE_UNREACHABLE
+from aetherlens.db.deadletter import DeadLetter
+from aetherlens.db.outage import is_content_error
 from aetherlens.db.spool import Row, Spool, SpoolFullError, encode_batch
-from aetherlens.errors import BackpressureError, DatabaseError
+from aetherlens.errors import AetherLensError, BackpressureError, DatabaseError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Listener", "Row", "Writer"]
+__all__ = ["BatchQuarantinedError", "Listener", "Row", "Writer"]
 
 Listener = Callable[[Sequence[Row]], object]
 
@@ -83,11 +95,26 @@ class Unreachable(Exception):
     """The database could not be reached (the wrapped error says why)."""
 
 
-def _statement_error(exc: BaseException) -> bool:
-    """The server refused the statement itself (as opposed to: the connection or server went away, or
-    the client's connection state is unknown). Only these fail a batch; all else is an outage: spool it,
-    and the batch id makes a batch that did commit after all harmless on replay."""
-    return isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, DATABASE_UNREACHABLE)
+class BatchQuarantinedError(AetherLensError):
+    """The database refused these rows for their content; they are kept in the dead-letter file."""
+
+    code = "batch_quarantined"
+
+    def __init__(self, reason: str, dead_letter: Path) -> None:
+        super().__init__(
+            f"the database refused these metrics ({reason}); kept in {dead_letter}",
+            details={"reason": reason},
+        )
+        self.reason = reason
+
+
+def _content_error(exc: BaseException) -> bool:
+    """The rows themselves are refused: retrying them can never succeed (see ``db.outage``)."""
+    return not isinstance(exc, Unreachable) and is_content_error(exc)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 _by_time: Final = itemgetter(0)
@@ -100,7 +127,7 @@ class _Request:
     rows: Sequence[Row]
     future: asyncio.Future[None]
     wait: bool  # an in-process producer: keep it waiting in memory rather than refuse it
-    deadline: float  # monotonic time by which it is flushed
+    deadline: float  # monotonic time after which it is flushed without waiting for more rows
 
 
 def hour_buckets(rows: Sequence[Row]) -> list[datetime]:
@@ -137,6 +164,7 @@ class Writer:
         self.settings = settings
         self._connect_timeout = connect_timeout
         self._spool = Spool(Path(spool_dir), settings.spool_max_bytes)
+        self._dead = DeadLetter(Path(spool_dir))
         self._conn: asyncpg.Connection | None = None
         self._tags_as_objects: bool | None = None  # jsonb codec of a foreign pool, probed once
         self._pending: deque[_Request] = deque()
@@ -155,13 +183,23 @@ class Writer:
         self._last_error: str | None = None
         self._spool_full = False
         self._replay_blocked_until = 0.0
+        self._waiting = 0  # producers waiting for room (queue or spool full)
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
         """Open the spool (verifying it, cutting a torn tail) and start the flush task; a non-empty spool
         is replayed as soon as the database answers."""
         await asyncio.to_thread(self._spool.open)
+        await asyncio.to_thread(self._dead.open)
         m.SPOOL_BYTES.set(self._spool.total_bytes)
+        m.DEAD_LETTER_BATCHES.set(self._dead.batches)
+        if self._dead.batches:
+            log.warning(
+                "%d quarantined batch(es) (%d metrics) wait in %s: the database refused their content",
+                self._dead.batches,
+                self._dead.rows,
+                self._dead.path,
+            )
         self._task = asyncio.create_task(self._run(), name="aetherlens-writer")
 
     async def close(self) -> None:
@@ -190,7 +228,8 @@ class Writer:
         """Queue ``rows`` and return once they are committed or fsynced to the spool.
 
         With ``wait=False`` a full queue (or a full spool during an outage) raises BackpressureError at
-        once instead of waiting for room; the rows are then not taken.
+        once instead of waiting for room; the rows are then not taken. Rows the database refuses for
+        their content raise BatchQuarantinedError: not committed, kept in the dead-letter file.
         """
         if not rows:
             return
@@ -208,7 +247,11 @@ class Writer:
                     retry_after=self._retry_after(),
                 )
             self._space.clear()
-            await self._space.wait()
+            self._waiting += 1
+            try:
+                await self._space.wait()
+            finally:
+                self._waiting -= 1
             if self._closing:
                 raise DatabaseError("the writer is shutting down")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -274,12 +317,16 @@ class Writer:
         return {
             "queue_depth": self._depth,
             "queue_max": self.settings.queue_max,
+            "producers_waiting": self._waiting,
             "spool_bytes": self._spool.total_bytes,
             "spool_batches": self._spool.pending_batches,
             "spool_full": self._spool_full,
             "db_reachable": self._db_up,
             "last_flush": self._last_flush.isoformat() if self._last_flush else None,
             "last_error": self._last_error,
+            "quarantined_batches": self._dead.batches,
+            "quarantined_metrics": self._dead.rows,
+            "dead_letter": str(self._dead.path),
             "running": self._task is not None and not self._task.done(),
         }
 
@@ -373,25 +420,55 @@ class Writer:
         for request in batch:
             rows.extend(request.rows)
         batch_id = uuid.uuid4()
-        if self._may_try_db():
-            try:
-                await self._apply(batch_id, rows)
-            except Exception as exc:
-                if not _statement_error(exc):
-                    self._mark_down(exc)
-                    await self._spool_batch(batch, batch_id, rows)
-                    return
-                # About the statement, not the connection: not acknowledged, the caller hears why.
-                self._last_error = f"{type(exc).__name__}: {exc}"
-                log.error("metrics batch of %d rows failed: %s", len(rows), exc)
-                self._settle(batch, DatabaseError(f"writing metrics failed: {exc}"))
+        if not self._may_try_db():
+            await self._spool_batch(batch, batch_id, rows)
+            return
+        try:
+            await self._apply(batch_id, rows)
+        except Exception as exc:
+            if not _content_error(exc):
+                # Outage, or the server cannot write anything now: keep it (spool) and retry later.
+                self._mark_down(exc)
+                await self._spool_batch(batch, batch_id, rows)
                 return
-            else:
-                m.INGESTED.inc(len(rows))
-                self._settle(batch)
-                self._notify(rows)
+            if len(batch) > 1:
+                # One submitter's rows spoil the shared COPY: give each submitter its own, so only the
+                # one whose rows are refused hears it (and an outage meanwhile spools the rest).
+                for request in batch:
+                    await self._flush([request])
                 return
-        await self._spool_batch(batch, batch_id, rows)
+            await self._quarantine_live(batch[0], batch_id, rows, exc)
+            return
+        m.INGESTED.inc(len(rows))
+        self._settle(batch)
+        self._notify(rows)
+
+    async def _quarantine_live(
+        self, request: _Request, batch_id: uuid.UUID, rows: list[Row], exc: BaseException
+    ) -> None:
+        reason = _describe(exc)
+        self._last_error = f"quarantined: {reason}"
+        try:
+            await asyncio.to_thread(self._dead.append, batch_id, rows, reason, "live")
+        except OSError as write_error:
+            log.error(
+                "metrics batch of %d rows refused (%s); dead-letter write failed: %s",
+                len(rows),
+                reason,
+                write_error,
+            )
+            self._settle([request], DatabaseError(f"writing metrics failed: {reason}"))
+            return
+        m.QUARANTINED.labels("live").inc(len(rows))
+        m.DEAD_LETTER_BATCHES.set(self._dead.batches)
+        log.error(
+            "metrics batch %s of %d rows refused by the database for its content (%s); quarantined to %s",
+            batch_id,
+            len(rows),
+            reason,
+            self._dead.path,
+        )
+        self._settle([request], BatchQuarantinedError(reason, self._dead.path))
 
     async def _spool_batch(self, batch: list[_Request], batch_id: uuid.UUID, rows: list[Row]) -> None:
         record = encode_batch(batch_id, rows)
@@ -427,31 +504,62 @@ class Writer:
             record = await asyncio.to_thread(self._spool.peek)
             if record is None:
                 return
-            try:
-                applied = await self._apply(record.batch_id, record.rows)
-            except Exception as exc:
-                if not _statement_error(exc):
-                    self._mark_down(exc)
+            if record.undecodable is not None:
+                # Intact on disk but not rows (a caller bypassed the collector during an outage).
+                reason = ValueError(f"spooled rows cannot be read back: {record.undecodable}")
+                stored: list[Any] = record.raw_rows or []
+                if not await self._quarantine_replayed(record.batch_id, stored, reason):
                     return
-                # The record stays first in line; retry later rather than drop acknowledged data. Live
-                # batches keep going straight to the database meanwhile.
-                self._replay_blocked_until = time.monotonic() + self.settings.retry_max
-                self._last_error = f"replay: {type(exc).__name__}: {exc}"
-                log.error("replaying spooled batch %s failed (kept, will retry): %s", record.batch_id, exc)
-                return
+            else:
+                try:
+                    applied = await self._apply(record.batch_id, record.rows)
+                except Exception as exc:
+                    if not _content_error(exc):
+                        self._mark_down(exc)
+                        return
+                    # It would fail the same way forever: move it aside (durably) and go on.
+                    if not await self._quarantine_replayed(record.batch_id, record.rows, exc):
+                        return
+                else:
+                    if applied:
+                        m.REPLAYED.inc(len(record.rows))
+                        m.INGESTED.inc(len(record.rows))
+                        self._notify(record.rows)
+                    else:
+                        log.info("spooled batch %s was already committed; skipped", record.batch_id)
             await asyncio.to_thread(self._spool.consume, record)
             if self._spool_full:
                 self._spool_full = False
                 self._space.set()  # producers held back by the full spool may go on
             m.SPOOL_BYTES.set(self._spool.total_bytes)
-            if applied:
-                m.REPLAYED.inc(len(record.rows))
-                m.INGESTED.inc(len(record.rows))
-                self._notify(record.rows)
-            else:
-                log.info("spooled batch %s was already committed; skipped", record.batch_id)
             if self._spool.empty:
                 log.info("spool drained")
+
+    async def _quarantine_replayed(self, batch_id: uuid.UUID, rows: list[Row], exc: BaseException) -> bool:
+        """Move a spooled batch the database refuses to the dead-letter file; False if that failed."""
+        reason = _describe(exc)
+        try:
+            await asyncio.to_thread(self._dead.append, batch_id, rows, reason, "replay")
+        except OSError as write_error:
+            # Acknowledged data is never dropped: it stays first in line and is retried later; live
+            # batches keep going straight to the database meanwhile.
+            self._replay_blocked_until = time.monotonic() + self.settings.retry_max
+            self._last_error = f"replay: {reason}; dead-letter write failed: {write_error}"
+            log.error(
+                "spooled batch %s refused (%s) and cannot be quarantined: %s", batch_id, reason, write_error
+            )
+            return False
+        self._last_error = f"quarantined: {reason}"
+        m.QUARANTINED.labels("replay").inc(len(rows))
+        m.DEAD_LETTER_BATCHES.set(self._dead.batches)
+        log.error(
+            "spooled batch %s of %d rows refused by the database for its content (%s); quarantined to %s",
+            batch_id,
+            len(rows),
+            reason,
+            self._dead.path,
+        )
+        return True
 
     # -- database --------------------------------------------------------------------------------------
     async def _apply(self, batch_id: uuid.UUID, rows: Sequence[Row]) -> bool:
@@ -465,7 +573,7 @@ class Writer:
             try:
                 applied = await self._apply_on(conn, batch_id, await self._rows_for_pool(conn, rows))
             except Exception as exc:
-                if not _statement_error(exc):
+                if not isinstance(exc, asyncpg.PostgresError):
                     conn.terminate()  # its protocol state is unknown: never hand it back for reuse
                 raise
             finally:
@@ -475,7 +583,7 @@ class Writer:
             try:
                 applied = await self._apply_on(conn, batch_id, rows)
             except Exception as exc:
-                if not _statement_error(exc):
+                if not isinstance(exc, asyncpg.PostgresError):  # protocol state unknown: reconnect
                     await self._drop_connection()
                 raise
         m.FLUSH_SECONDS.observe(time.perf_counter() - started)

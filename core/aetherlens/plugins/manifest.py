@@ -12,11 +12,11 @@ import yaml
 from jsonschema.exceptions import SchemaError
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aetherlens import __version__
 from aetherlens.errors import PluginError
-from aetherlens.models import METRIC_TYPES, MetricType
+from aetherlens.models import MAX_MAGNITUDE, METRIC_TYPES, MetricType
 
 MANIFEST_NAME: Final = "plugin.yaml"
 PLUGIN_ID_PATTERN: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -35,10 +35,31 @@ class MetricDeclaration(_Strict):
     unit: str = Field(min_length=1, max_length=32)
     counter: bool = False
     description: str = ""
+    # The physical range of a declared type, in its unit; readings outside it are rejected on ingest.
+    # Absent = only the magnitude bound every type has (±1e15); counters default to a minimum of 0.
+    minimum: float | None = Field(default=None, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)
+    maximum: float | None = Field(default=None, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)
+
+    @model_validator(mode="after")
+    def _range(self) -> MetricDeclaration:
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError(
+                f"metric {self.type}: minimum {self.minimum:g} is above maximum {self.maximum:g}"
+            )
+        return self
 
     def as_metric_type(self) -> MetricType:
         """The collector's view: a declared type is accepted in its own unit only (no conversions)."""
-        return MetricType(self.type, self.unit, {self.unit: (1.0, 0.0)}, self.counter, self.description)
+        minimum = self.minimum if self.minimum is not None else (0.0 if self.counter else -MAX_MAGNITUDE)
+        return MetricType(
+            self.type,
+            self.unit,
+            {self.unit: (1.0, 0.0)},
+            self.counter,
+            self.description,
+            minimum=minimum,
+            maximum=self.maximum if self.maximum is not None else MAX_MAGNITUDE,
+        )
 
 
 class Requirements(_Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,7 +47,7 @@ async def test_health_ok(make_api: MakeApi) -> None:
     assert resp.status == 200
     body = await resp.json()
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"database", "spool", "disk"}
+    assert set(body["checks"]) == {"database", "spool", "rollups", "quarantine", "disk"}
     assert body["checks"]["disk"]["free_bytes"] > 0
     resp = await api.client.get("/health/ready")
     assert resp.status == 200
@@ -136,3 +137,32 @@ async def test_costs_check_names_a_series_the_cost_job_left_out(make_api: MakeAp
     costs = body["checks"]["costs"]
     assert costs["status"] == "degraded" and "bad" in costs["message"]
     assert [f["device_id"] for f in costs["failed_series"]] == ["bad"]
+
+
+async def test_health_degraded_while_write_batches_are_quarantined(make_api: MakeApi) -> None:
+    writer = WriterState(quarantined_batches=2, quarantined_metrics=7, dead_letter="/d/dead-letter.jsonl")
+    api = await make_api(ctx={"writer": writer})
+    resp = await api.client.get("/health")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["status"] == "degraded"
+    check = body["checks"]["quarantine"]
+    assert check["status"] == "degraded" and check["batches"] == 2 and check["metrics"] == 7
+    assert "/d/dead-letter.jsonl" in check["message"]
+
+
+async def test_health_names_the_series_whose_rollups_fail(make_api: MakeApi) -> None:
+    api = await make_api()
+    failed = [
+        {"width": "hour", "bucket": "2026-03-01T00:00:00+00:00", "device_id": "big", "metric_type": "power",
+         "error": "NumericValueOutOfRangeError: value out of range: overflow"},
+    ]  # fmt: skip
+    async with api.pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO core_state (key, value) VALUES ('rollup_failures', $1)", json.dumps(failed)
+        )
+    body = await (await api.client.get("/health")).json()
+    assert body["status"] == "degraded"
+    check = body["checks"]["rollups"]
+    assert check["status"] == "degraded" and "big/power" in check["message"]
+    assert check["failed"] == failed

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from dbtest import wait_until
 from prometheus_client import REGISTRY
 
 from aetherlens.collect import Collector
@@ -19,7 +20,7 @@ from aetherlens.db.writer import Writer
 from aetherlens.errors import BackpressureError
 from aetherlens.models import Metric
 
-FAST = WriterSettings(batch_size=1000, flush_interval=0.02, retry_initial=0.05, retry_max=0.2)
+FAST = WriterSettings(batch_size=1000, retry_initial=0.05, retry_max=0.2)
 
 
 def settings(auto_register: bool = True) -> Settings:
@@ -131,7 +132,7 @@ async def test_unknown_devices_are_rejected_when_auto_register_is_off(
 async def test_http_path_gets_backpressure_and_plugins_wait(
     ingest_dsn: str, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    tight = WriterSettings(batch_size=10, flush_interval=0.01, queue_max=10)
+    tight = WriterSettings(batch_size=10, queue_max=10)
     blocker = await asyncpg.connect(ingest_dsn)
     refused_before = counter("aetherlens_metrics_refused_total", cause="queue_full")
     async with Writer(ingest_dsn, tight, tmp_path / "spool") as writer:
@@ -143,20 +144,50 @@ async def test_http_path_gets_backpressure_and_plugins_wait(
         await blocker.execute("LOCK TABLE metrics IN ACCESS EXCLUSIVE MODE")
         batch = [{"time": now_iso(), "device_id": "d", "metric_type": "power", "value": i} for i in range(10)]
         plugin = asyncio.create_task(collector.submit(batch, source="p"))
-        for _ in range(500):
-            if writer.status()["queue_depth"] == 10:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: writer.status()["queue_depth"] == 10, what="the queue is full")
         with pytest.raises(BackpressureError) as exc:
             await collector.submit(batch[:2], wait=False)
         assert exc.value.retry_after >= 1
         assert counter("aetherlens_metrics_refused_total", cause="queue_full") == refused_before + 2
         second_plugin = asyncio.create_task(collector.submit(batch[:3], source="p"))
-        await asyncio.sleep(0.2)
+        # Deterministic: the second plugin is parked waiting for room while the first one's COPY waits
+        # for the lock, so neither can have finished.
+        await wait_until(lambda: writer.status()["producers_waiting"] == 1, what="plugin waits for room")
         assert not plugin.done() and not second_plugin.done()
+        assert writer.status()["queue_depth"] == 10
         await tx.rollback()
         results = await asyncio.wait_for(asyncio.gather(plugin, second_plugin), timeout=30)
         assert [r.accepted for r in results] == [10, 3]
     await blocker.close()
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM metrics") == 14
+
+
+async def test_metrics_the_database_refuses_come_back_as_rejections(
+    ingest_dsn: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    # A rule of the server's own (here a CHECK constraint) that validation knows nothing about.
+    async with pool.acquire() as conn:
+        await conn.execute("ALTER TABLE metrics ADD CONSTRAINT test_small CHECK (value < 1000)")
+    rejected_before = counter("aetherlens_metrics_rejected_total", reason="database")
+    async with Writer(ingest_dsn, FAST, tmp_path / "spool") as writer:
+        collector = Collector(writer, pool, settings())
+        await collector.start()
+        refused = await collector.submit(
+            [
+                {"time": now_iso(), "device_id": "meter", "metric_type": "power", "value": 5},
+                {"time": now_iso(), "device_id": "meter", "metric_type": "power", "value": 5000},
+            ]
+        )
+        fine = await collector.submit(
+            [{"time": now_iso(), "device_id": "meter", "metric_type": "power", "value": 7}]
+        )
+        assert writer.status()["quarantined_batches"] == 1
+    # The request's rows failed together: none is reported accepted, each says why.
+    assert refused.accepted == 0
+    assert [r.index for r in refused.rejected] == [0, 1]
+    assert all("test_small" in r.reason and "dead-letter" in r.reason for r in refused.rejected)
+    assert fine.accepted == 1
+    assert counter("aetherlens_metrics_rejected_total", reason="database") == rejected_before + 2
+    async with pool.acquire() as conn:
+        assert [r["value"] for r in await conn.fetch("SELECT value FROM metrics")] == [7.0]

@@ -175,3 +175,87 @@ def test_a_whole_batch_of_garbage_never_raises() -> None:
     checked = validator().check(junk, now=NOW)
     assert checked.rows == []
     assert sorted(r.index for r in checked.rejected) == list(range(len(junk)))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        # The database's arithmetic: avg() of 1e200 overflows, products of 5e-324 underflow.
+        ({"value": 1e200}, "is outside -1e+09..1e+09 W"),
+        ({"metric_type": "temperature", "value": 1e16, "unit": "°C"}, "is outside -273.15..2000"),
+        ({"value": 5e-324}, "too close to 0 for the database's arithmetic"),
+        ({"value": -1e-20}, "too close to 0"),
+        ({"metric_type": "energy", "value": 1e-300, "unit": "kWh"}, "too close to 0"),
+        # Physical ranges, checked in the canonical unit.
+        ({"metric_type": "power_factor", "value": 1.2}, "power_factor value 1.2 ratio is outside 0..1"),
+        ({"metric_type": "power_factor", "value": 120, "unit": "%"}, "outside 0..1 ratio"),
+        ({"metric_type": "power_factor", "value": -0.5}, "outside 0..1"),
+        ({"metric_type": "energy", "value": -3.0}, "energy value -3 kWh is a counter, it cannot be negative"),
+        ({"metric_type": "energy_exported", "value": -1, "unit": "Wh"}, "a counter, it cannot be negative"),
+        ({"metric_type": "voltage", "value": 2e6}, "voltage value 2e+06 V is outside -1e+06..1e+06 V"),
+        ({"metric_type": "current", "value": 2e8, "unit": "mA"}, "outside -100000..100000 A"),
+        ({"metric_type": "frequency", "value": -50}, "outside 0..1000 Hz"),
+        ({"metric_type": "temperature", "value": -300}, "outside -273.15..2000 °C"),
+        ({"value": 2, "unit": "GW"}, "unit 'GW' is not accepted"),
+        ({"value": 2000, "unit": "MW"}, "power value 2e+09 W is outside -1e+09..1e+09 W"),
+    ],
+)
+def test_values_out_of_range_are_rejected_with_the_bound(overrides: dict[str, object], reason: str) -> None:
+    checked = validator().check([good(**overrides), good()], now=NOW)
+    assert len(checked.rows) == 1, "the good neighbour is kept"
+    assert checked.categories == ["range"] if "unit 'GW'" not in reason else ["unit"]
+    assert reason in checked.rejected[0].reason
+
+
+@pytest.mark.parametrize(
+    ("metric_type", "value", "unit"),
+    [
+        ("power", -5000.0, "W"),  # export
+        ("power", 0.0, "W"),
+        ("power", 1e-15, "W"),
+        ("energy", 0.0, "kWh"),
+        ("energy", 123456789.0, "kWh"),
+        ("power_factor", 1.0, "ratio"),
+        ("power_factor", 100.0, "%"),
+        ("temperature", -40.0, "°F"),
+        ("frequency", 50.0, "Hz"),
+        ("current", -80.0, "A"),
+    ],
+)
+def test_values_inside_the_ranges_are_kept(metric_type: str, value: float, unit: str) -> None:
+    checked = validator().check([good(metric_type=metric_type, value=value, unit=unit)], now=NOW)
+    assert checked.rejected == [] and len(checked.rows) == 1
+
+
+def test_a_plugin_declared_type_has_its_manifest_range_and_the_magnitude_bound() -> None:
+    from aetherlens.plugins.manifest import MetricDeclaration
+
+    humidity = MetricDeclaration(type="humidity", unit="%", minimum=0, maximum=100).as_metric_type()
+    co2 = MetricDeclaration(type="grid_co2", unit="g/kWh").as_metric_type()
+    pulses = MetricDeclaration(type="pulses", unit="count", counter=True).as_metric_type()
+    checked = validator(humidity, co2, pulses).check(
+        [
+            good(metric_type="humidity", value=55, unit="%"),
+            good(metric_type="humidity", value=101, unit="%"),
+            good(metric_type="grid_co2", value=-12.5, unit="g/kWh"),
+            good(metric_type="grid_co2", value=1e200, unit="g/kWh"),
+            good(metric_type="pulses", value=-1, unit="count"),
+        ],
+        now=NOW,
+    )
+    assert [row[3] for row in checked.rows] == [55.0, -12.5]
+    reasons = [r.reason for r in checked.rejected]
+    assert "humidity value 101 % is outside 0..100 %" in reasons[0]
+    assert "beyond ±1e+15, the largest magnitude the database's arithmetic can carry" in reasons[1]
+    assert "a counter, it cannot be negative" in reasons[2]
+
+
+def test_a_manifest_range_must_be_ordered_and_within_the_magnitude_bound() -> None:
+    import pydantic
+
+    from aetherlens.plugins.manifest import MetricDeclaration
+
+    with pytest.raises(pydantic.ValidationError, match="minimum 5 is above maximum 1"):
+        MetricDeclaration(type="x", unit="u", minimum=5, maximum=1)
+    with pytest.raises(pydantic.ValidationError, match="less than or equal to 1000000000000000"):
+        MetricDeclaration(type="x", unit="u", maximum=1e300)

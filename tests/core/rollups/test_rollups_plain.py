@@ -176,3 +176,71 @@ async def test_late_data_older_than_raw_retention_keeps_the_rollup(conn) -> None
     assert result.skipped == [old] and result.hours == [] and result.days == []
     assert await rollup_rows(conn, "metrics_hourly") == before
     assert await conn.fetchval("SELECT count(*) FROM rollup_pending") == 0
+
+
+async def test_a_bucket_that_cannot_be_aggregated_fails_alone(conn) -> None:
+    from prometheus_client import REGISTRY
+
+    def failures(width: str) -> float:
+        return REGISTRY.get_sample_value("aetherlens_rollup_failures_total", {"width": width}) or 0.0
+
+    hour_failures = failures("hour")
+    # Written straight into metrics (ingest now refuses it): avg() sums squares, 1e200² overflows.
+    await write(
+        conn,
+        [
+            (at("2026-03-01T00:10:00"), "big", "power", 1e200),
+            (at("2026-03-01T00:20:00"), "big", "power", 1.0),
+            (at("2026-03-01T00:10:00"), "ok1", "power", 100.0),
+            (at("2026-03-01T00:20:00"), "ok1", "power", 300.0),
+            (at("2026-03-01T01:10:00"), "big", "power", 5.0),  # another hour of the same series
+            (at("2026-03-01T01:10:00"), "ok2", "energy", 7.0),
+        ],
+    )
+    job = RollupJob(PLAIN)
+    result = await job.run_until_idle(conn)  # before: NumericValueOutOfRangeError, nothing rolled up
+
+    from aetherlens.db.rollups import rollup_failures
+
+    assert result.hours == [at("2026-03-01T00:00"), at("2026-03-01T01:00")]
+    assert [(f["width"], f["bucket"], f["device_id"]) for f in result.failed] == [
+        ("hour", at("2026-03-01T00:00").isoformat(), "big"),
+        ("day", at("2026-03-01T00:00").isoformat(), "big"),
+    ]
+    assert "out of range" in result.failed[0]["error"]
+    assert failures("hour") == hour_failures + 1
+    assert await conn.fetchval("SELECT count(*) FROM rollup_pending") == 0
+
+    hourly = await rollup_rows(conn, "metrics_hourly")
+    assert set(hourly) == {
+        (at("2026-03-01T00:00"), "ok1", "power"),
+        (at("2026-03-01T01:00"), "big", "power"),
+        (at("2026-03-01T01:00"), "ok2", "energy"),
+    }
+    assert hourly[(at("2026-03-01T00:00"), "ok1", "power")]["avg"] == 200.0
+    daily = await rollup_rows(conn, "metrics_daily")
+    # The day of 'big' would miss an hour: left out (and reported), the others are complete.
+    assert set(daily) == {(at("2026-03-01T00:00"), "ok1", "power"), (at("2026-03-01T00:00"), "ok2", "energy")}
+    recorded = await rollup_failures(conn)
+    assert {(f["width"], f["device_id"], f["metric_type"]) for f in recorded} == {
+        ("hour", "big", "power"),
+        ("day", "big", "power"),
+    }
+
+    # New data keeps being rolled up while the failure stands.
+    await write(conn, [(at("2026-03-01T02:10:00"), "ok1", "power", 50.0)])
+    result = await job.run_until_idle(conn)
+    assert at("2026-03-01T02:00") in result.hours
+    assert (at("2026-03-01T02:00"), "ok1", "power") in await rollup_rows(conn, "metrics_hourly")
+    assert len(await rollup_failures(conn)) == 2, "still failing: still reported"
+
+    # The operator deletes the row by hand (no new write marks the hour): the next pass retries the
+    # recorded buckets, and the failure clears.
+    await conn.execute("DELETE FROM metrics WHERE value > 1e100")
+    result = await job.run_until_idle(conn)
+    assert result.failed == []
+    assert await rollup_failures(conn) == []
+    hourly = await rollup_rows(conn, "metrics_hourly")
+    assert hourly[(at("2026-03-01T00:00"), "big", "power")]["count"] == 1
+    daily = await rollup_rows(conn, "metrics_daily")
+    assert daily[(at("2026-03-01T00:00"), "big", "power")]["count"] == 2

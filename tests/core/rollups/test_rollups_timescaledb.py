@@ -143,3 +143,41 @@ async def test_late_data_older_than_raw_retention_keeps_the_aggregate(both) -> N
     await mark_pending(tsdb, [old])
     await RollupJob(caps).run_once(tsdb)
     assert (await rollup_rows(tsdb, "metrics_hourly"))[(old, "m1", "energy")]["count"] == 1
+
+
+async def test_a_bucket_that_cannot_be_aggregated_fails_alone_on_timescaledb(both) -> None:
+    from aetherlens.db.rollups import rollup_failures
+
+    _, tsdb, caps = both
+    # Written straight into metrics (ingest refuses it): the refresh of its hour overflows in avg().
+    await write(
+        tsdb,
+        [
+            (at("2026-03-01T00:10:00"), "big", "power", 1e200),
+            (at("2026-03-01T00:20:00"), "big", "power", 1.0),  # a second sample: avg() squares them
+            (at("2026-03-01T00:20:00"), "ok1", "power", 100.0),
+            (at("2026-03-01T01:10:00"), "ok1", "power", 300.0),
+            (at("2026-03-02T01:10:00"), "ok2", "energy", 7.0),
+        ],
+    )
+    job = RollupJob(caps, open_day_refresh_interval=0)
+    result = await job.run_until_idle(tsdb)
+    # TimescaleDB materializes a refresh window whole, and a neighbouring hour whose refresh reaches the
+    # same invalidated range fails with it (reported without a series, "*"); the failing series is
+    # named, and buckets elsewhere (the next day) are materialized.
+    failed = {(f["width"], f["bucket"], f["device_id"]) for f in result.failed}
+    assert ("hour", at("2026-03-01T00:00").isoformat(), "big") in failed
+    assert all(f["bucket"].startswith("2026-03-01") for f in result.failed)
+    assert await tsdb.fetchval("SELECT count(*) FROM rollup_pending") == 0
+    hourly = await rollup_rows(tsdb, "metrics_hourly")
+    assert (at("2026-03-02T01:00"), "ok2", "energy") in hourly
+    assert (at("2026-03-01T00:00"), "big", "power") not in hourly
+    assert len(await rollup_failures(tsdb)) == len(result.failed)
+
+    await tsdb.execute("DELETE FROM metrics WHERE value > 1e100")
+    result = await job.run_until_idle(tsdb)
+    assert result.failed == [] and await rollup_failures(tsdb) == []
+    hourly = await rollup_rows(tsdb, "metrics_hourly")
+    assert (at("2026-03-01T00:00"), "ok1", "power") in hourly
+    assert (at("2026-03-01T01:00"), "ok1", "power") in hourly
+    assert hourly[(at("2026-03-01T00:00"), "big", "power")]["count"] == 1

@@ -4,6 +4,7 @@ backpressure, exactly-once replay and restart with a non-empty spool."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -11,24 +12,34 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from dbtest import wait_until
 from prometheus_client import REGISTRY
 from writer_data import BASE, count_rows, make_rows
 
-from aetherlens.config import WriterSettings
+from aetherlens.config import Settings, WriterSettings
+from aetherlens.db import writer as writer_module
 from aetherlens.db.spool import Row, Spool, encode_batch
 from aetherlens.db.writer import COLUMNS, Writer
 from aetherlens.errors import BackpressureError
 
-FAST = WriterSettings(batch_size=1000, flush_interval=0.05, retry_initial=0.05, retry_max=0.2)
+FAST = WriterSettings(batch_size=1000, retry_initial=0.05, retry_max=0.2)
 
 
-async def wait_until(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    """Poll a condition (bounded so a broken writer fails the test instead of hanging it)."""
+async def copy_waits_on_lock(conn: asyncpg.Connection) -> bool:
+    """A writer's COPY is queued behind the test's lock on ``metrics`` (it cannot commit meanwhile)."""
+    return bool(
+        await conn.fetchval(
+            "SELECT count(*) > 0 FROM pg_locks WHERE NOT granted AND relation = 'metrics'::regclass"
+        )
+    )
+
+
+async def wait_for_lock_wait(conn: asyncpg.Connection, timeout: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
-    while not predicate():
+    while not await copy_waits_on_lock(conn):
         if loop.time() > end:
-            raise AssertionError("condition not reached")
+            raise AssertionError("the writer's COPY never queued behind the lock")
         await asyncio.sleep(0.02)
 
 
@@ -70,17 +81,63 @@ async def test_submit_commits_rows_latest_values_buckets_and_batch_id(
 
 
 async def test_concurrent_submitters_share_one_copy(ingest_dsn: str, tmp_path: Path) -> None:
-    settings = WriterSettings(batch_size=10_000, flush_interval=0.3)
+    settings = WriterSettings(batch_size=10_000)
     async with Writer(ingest_dsn, settings, tmp_path / "spool") as writer:
         await asyncio.gather(*(writer.submit(make_rows(10, f"dev{i}")) for i in range(50)))
     conn = await asyncpg.connect(ingest_dsn)
     try:
         assert await conn.fetchval("SELECT count(*) FROM metrics") == 500
         transactions = await conn.fetchval("SELECT count(*) FROM ingest_batches")
-        # 50 submitters, one COPY per flush: group commit, not one transaction per submit.
-        assert transactions <= 3
+        # 50 submitters queued before the writer ran: one COPY, not one transaction per submit.
+        assert transactions == 1
     finally:
         await conn.close()
+
+
+class _StoppedClock:
+    """The writer's view of time, frozen: a flush that waits for a timer never happens."""
+
+    perf_counter = staticmethod(time.perf_counter)
+
+    @staticmethod
+    def monotonic() -> float:
+        return 1_000.0
+
+
+async def test_idle_writer_commits_a_single_row_without_waiting_for_a_timer(
+    ingest_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With the writer's clock stopped no deadline ever passes: only a writer that commits as soon as
+    # rows are queued (default settings) can finish. The old timer-driven writer hangs here.
+    monkeypatch.setattr(writer_module, "time", _StoppedClock)
+    async with Writer(ingest_dsn, Settings().writer, tmp_path / "spool") as writer:
+        await asyncio.wait_for(writer.submit(make_rows(1)), timeout=30)
+        assert await count_rows(ingest_dsn) == 1
+        await asyncio.wait_for(writer.submit(make_rows(1, start=1)), timeout=30)
+        assert await count_rows(ingest_dsn) == 2
+
+
+async def test_rows_queued_during_a_commit_form_the_next_batch_up_to_batch_size(
+    ingest_dsn: str, tmp_path: Path
+) -> None:
+    blocker = await asyncpg.connect(ingest_dsn)
+    check = await asyncpg.connect(ingest_dsn)
+    settings = WriterSettings(batch_size=25)
+    async with Writer(ingest_dsn, settings, tmp_path / "spool") as writer:
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute("LOCK TABLE metrics IN ACCESS EXCLUSIVE MODE")
+        first = asyncio.create_task(writer.submit(make_rows(1, "first")))
+        await wait_for_lock_wait(check)  # the first commit is in flight and cannot finish
+        later = [asyncio.create_task(writer.submit(make_rows(1, f"later{i}"))) for i in range(60)]
+        await wait_until(lambda: writer.status()["queue_depth"] == 61, what="all rows queued")
+        await tx.rollback()
+        await asyncio.wait_for(asyncio.gather(first, *later), timeout=30)
+    await blocker.close()
+    sizes = [r["row_count"] for r in await check.fetch("SELECT row_count FROM ingest_batches")]
+    await check.close()
+    # The one commit in flight, then the 60 rows that queued behind it in batches of at most 25.
+    assert sorted(sizes) == [1, 10, 25, 25]
 
 
 async def test_full_batch_flushes_without_waiting_for_the_interval(ingest_dsn: str, tmp_path: Path) -> None:
@@ -92,8 +149,9 @@ async def test_full_batch_flushes_without_waiting_for_the_interval(ingest_dsn: s
 
 
 async def test_queue_full_makes_producers_wait_and_try_submit_refuse(ingest_dsn: str, tmp_path: Path) -> None:
-    settings = WriterSettings(batch_size=10, flush_interval=0.01, queue_max=10)
+    settings = WriterSettings(batch_size=10, queue_max=10)
     blocker = await asyncpg.connect(ingest_dsn)
+    blocker_check = await asyncpg.connect(ingest_dsn)
     async with Writer(ingest_dsn, settings, tmp_path / "spool") as writer:
         # Hold a lock on metrics so the COPY cannot finish: the queue stays full.
         tx = blocker.transaction()
@@ -106,12 +164,16 @@ async def test_queue_full_makes_producers_wait_and_try_submit_refuse(ingest_dsn:
         assert refused.value.retry_after >= 1
         assert refused.value.http_status == 503
         second = asyncio.create_task(writer.submit(make_rows(5, "c")))
-        await asyncio.sleep(0.3)
+        # Deterministic: the second producer is parked waiting for room, the first one's COPY is queued
+        # behind the lock, and neither can finish while the lock is held.
+        await wait_until(lambda: writer.status()["producers_waiting"] == 1, what="producer waits for room")
+        await wait_for_lock_wait(blocker_check)
         assert not first.done() and not second.done(), "producers wait while the queue is full"
         assert writer.status()["queue_depth"] == 10, "the waiting producer's rows are not queued yet"
         await tx.rollback()
         await asyncio.wait_for(asyncio.gather(first, second), timeout=30)
     await blocker.close()
+    await blocker_check.close()
     conn = await asyncpg.connect(ingest_dsn)
     try:
         by_device = dict(await conn.fetch("SELECT device_id, count(*) FROM metrics GROUP BY 1"))
@@ -232,9 +294,7 @@ async def test_full_spool_refuses_new_metrics_and_keeps_waiting_producers(
     dsn = await fresh_database()
     name = "aetherlens_absent_" + uuid.uuid4().hex[:8]
     missing = dsn.rsplit("/", 1)[0] + "/" + name
-    settings = WriterSettings(
-        batch_size=5000, flush_interval=0.01, spool_max_bytes=1 << 20, retry_initial=0.05, retry_max=0.2
-    )
+    settings = WriterSettings(batch_size=5000, spool_max_bytes=1 << 20, retry_initial=0.05, retry_max=0.2)
     acked = 0
     async with Writer(missing, settings, tmp_path / "spool") as writer:
         # ~75 bytes per row: fill the 1 MiB spool.
@@ -247,7 +307,8 @@ async def test_full_spool_refuses_new_metrics_and_keeps_waiting_producers(
         with pytest.raises(BackpressureError):
             await writer.try_submit(make_rows(1, "refused"))
         waiting = asyncio.create_task(writer.submit(make_rows(10, "waiter")))
-        await asyncio.sleep(0.5)
+        # Parked until the spool has room again; the database does not exist yet, so it cannot.
+        await wait_until(lambda: writer.status()["producers_waiting"] == 1, what="producer waits for room")
         assert not waiting.done(), "an in-process producer waits while the spool is full"
         admin = await asyncpg.connect(dsn)
         await admin.execute(f'CREATE DATABASE "{name}"')
@@ -295,7 +356,6 @@ async def test_listeners_get_committed_batches_and_cannot_break_the_writer(
 
 
 async def test_writer_with_the_core_pool_stores_tags_as_objects(ingest_dsn: str, tmp_path: Path) -> None:
-    from aetherlens.config import Settings
     from aetherlens.db.pool import create_pool
 
     pool = await create_pool(ingest_dsn, Settings(), min_size=1, max_size=2)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from aetherlens.api.context import ApiContext
 from aetherlens.api.routing import Call, route
+from aetherlens.db.rollups import rollup_failures
 
 Status = Literal["ok", "degraded", "failing"]
 _ORDER = {"ok": 0, "degraded": 1, "failing": 2}
@@ -102,6 +103,25 @@ async def check_timescaledb_jobs(ctx: ApiContext) -> dict[str, Any] | None:
     return {"status": "degraded" if failed else "ok", "failed_jobs": failed}
 
 
+async def check_rollups(ctx: ApiContext) -> dict[str, Any]:
+    """Series whose metric rollups could not be computed at the job's latest pass over them."""
+    try:
+        async with asyncio.timeout(3):
+            async with ctx.pool.acquire() as conn:
+                failed = await rollup_failures(conn)
+    except Exception as exc:
+        return {"status": "degraded", "message": f"cannot read rollup status ({type(exc).__name__})"}
+    if not failed:
+        return {"status": "ok", "failed": []}
+    series = sorted({f"{f['device_id']}/{f['metric_type']}" for f in failed})
+    shown = ", ".join(series[:10]) + (f" and {len(series) - 10} more" if len(series) > 10 else "")
+    return {
+        "status": "degraded",
+        "message": f"rollups fail for {len(series)} series ({shown}); other series are rolled up",
+        "failed": failed[:100],
+    }
+
+
 def check_plugins(ctx: ApiContext) -> dict[str, Any] | None:
     if ctx.supervisor is None:
         return None
@@ -148,6 +168,25 @@ def check_spool(ctx: ApiContext) -> dict[str, Any] | None:
     return {"status": status, "message": message, "spool_bytes": spool, "queue_depth": depth}
 
 
+def check_quarantine(ctx: ApiContext) -> dict[str, Any] | None:
+    """Write batches the database refused for their content wait in the dead-letter file."""
+    if ctx.writer is None:
+        return None
+    state = dict(ctx.writer.status())
+    batches = int(state.get("quarantined_batches") or 0)
+    metrics = int(state.get("quarantined_metrics") or 0)
+    if not batches:
+        return {"status": "ok", "batches": 0, "metrics": 0}
+    return {
+        "status": "degraded",
+        "message": f"{batches} write batch(es) ({metrics} metrics) refused by the database for their "
+        f"content are quarantined in {state.get('dead_letter')}",
+        "batches": batches,
+        "metrics": metrics,
+        "path": state.get("dead_letter"),
+    }
+
+
 def check_disk(ctx: ApiContext) -> dict[str, Any]:
     path = ctx.settings.data_dir
     while not path.exists() and path != path.parent:
@@ -169,8 +208,10 @@ async def _report(ctx: ApiContext, *, full: bool) -> web.Response:
     if full:
         for name, result in (
             ("timescaledb_jobs", await check_timescaledb_jobs(ctx)),
+            ("rollups", await check_rollups(ctx)),
             ("plugins", check_plugins(ctx)),
             ("costs", check_costs(ctx)),
+            ("quarantine", check_quarantine(ctx)),
             ("disk", check_disk(ctx)),
         ):
             if result is not None:
