@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import orjson
 import pytest
-from conftest import BASE, make_rows
+from writer_data import BASE, make_rows
 from dbtest import wait_until
 from prometheus_client import REGISTRY
 
