@@ -13,9 +13,9 @@ from pathlib import Path
 import asyncpg
 import orjson
 import pytest
-from writer_data import BASE, make_rows
 from dbtest import wait_until
 from prometheus_client import REGISTRY
+from writer_data import BASE, make_rows
 
 from aetherlens.api.routes.health import check_quarantine
 from aetherlens.config import WriterSettings
