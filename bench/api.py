@@ -71,9 +71,9 @@ TARIFF = {
 
 async def seed(dsn: str, settings: Any) -> str:
     """Schema, data and an API key with `read`; returns the key."""
-    from aetherlens.api.auth.keys import signing_secret
-    from aetherlens.api.auth.service import AuthService
-    from aetherlens.api.auth.store import CredentialStore
+    from aetherlens.auth.keys import signing_secret
+    from aetherlens.auth.service import AuthService
+    from aetherlens.auth.store import CredentialStore
     from aetherlens.costs import service
     from aetherlens.db.capabilities import probe
     from aetherlens.db.migrations import apply_migrations

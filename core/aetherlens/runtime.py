@@ -20,8 +20,9 @@ from aiohttp import web
 
 from aetherlens import __version__
 from aetherlens.api.app import create_app
-from aetherlens.api.auth.service import ensure_admin
 from aetherlens.api.context import ApiContext
+from aetherlens.api.security import AUTH_SERVICE_KEY
+from aetherlens.auth.service import AuthService, ensure_admin
 from aetherlens.collect import Collector
 from aetherlens.config import Settings
 from aetherlens.costs import service as cost_service
@@ -136,6 +137,12 @@ class Core:
     @property
     def app(self) -> web.Application | None:
         return self._runner.app if self._runner is not None else None
+
+    @property
+    def auth(self) -> AuthService:
+        """The running API's auth service (its changes reach the in-memory credentials at once)."""
+        assert self.app is not None, "the core is not started"
+        return self.app[AUTH_SERVICE_KEY]
 
     async def stop(self) -> None:
         """Stop in reverse order; each step runs even if an earlier one failed."""

@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 
 from aetherlens.api.context import CTX_KEY
+from aetherlens.auth.errors import InvalidTokenError
 from aetherlens.db.outage import DATABASE_UNREACHABLE
 from aetherlens.errors import AetherLensError, AuthenticationError, BackpressureError
 from aetherlens.obs import request_id_var
@@ -24,12 +25,6 @@ from aetherlens.obs import request_id_var
 log = logging.getLogger("aetherlens.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class InvalidTokenError(AuthenticationError):
-    """The bearer token, API key or refresh token is malformed, expired or revoked."""
-
-    code = "invalid_token"
 
 
 class RateLimitedError(AetherLensError):

@@ -23,8 +23,8 @@ import pydantic
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from aetherlens.api.auth.principal import SCOPES, Principal
 from aetherlens.api.context import CTX_KEY, ApiContext
+from aetherlens.auth.principal import SCOPES, Principal
 from aetherlens.errors import ValidationError
 
 Scope = Literal["read", "ingest", "write", "control", "admin", "any"] | None

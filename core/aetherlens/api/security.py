@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from aetherlens.api.auth.principal import PRINCIPAL_KEY, Principal
-from aetherlens.api.auth.store import CredentialStore
 from aetherlens.api.errors import RateLimitedError
 from aetherlens.api.ratelimit import Limit, RateLimiter
 from aetherlens.api.routing import RouteSpec
+from aetherlens.auth.principal import Principal
+from aetherlens.auth.service import AuthService
+from aetherlens.auth.store import CredentialStore
 from aetherlens.config import Settings
 from aetherlens.errors import AuthenticationError, PermissionDeniedError
+
+# Where the auth domain's objects hang on the aiohttp application and request (the domain itself knows
+# nothing of aiohttp).
+PRINCIPAL_KEY = web.RequestKey("aetherlens_principal", Principal)
+STORE_KEY = web.AppKey("aetherlens_credentials", CredentialStore)
+AUTH_SERVICE_KEY = web.AppKey("aetherlens_auth_service", AuthService)
 
 
 class Security:
@@ -60,3 +67,6 @@ class Security:
             if wait > 0:
                 raise RateLimitedError(f"rate limit reached; retry in {wait:.1f} s", retry_after=wait)
         return principal
+
+
+SECURITY_KEY = web.AppKey("aetherlens_security", Security)

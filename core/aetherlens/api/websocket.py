@@ -16,7 +16,9 @@ from typing import Any, Final
 import orjson
 from aiohttp import WSMsgType, web
 
-from aetherlens.api.auth.principal import PRINCIPAL_KEY, Principal
+from aetherlens.api.context import CTX_KEY
+from aetherlens.api.security import PRINCIPAL_KEY, SECURITY_KEY
+from aetherlens.auth.principal import Principal
 from aetherlens.errors import AuthenticationError
 
 log = logging.getLogger("aetherlens.api.stream")
@@ -98,9 +100,6 @@ async def _sender(ws: web.WebSocketResponse, client: _Client) -> None:
 
 
 async def stream_handler(request: web.Request) -> web.StreamResponse:
-    from aetherlens.api.app import SECURITY_KEY
-    from aetherlens.api.context import CTX_KEY
-
     hub = request.app[CTX_KEY].stream
     security = request.app[SECURITY_KEY]
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)

@@ -54,7 +54,7 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _apply(settings: Settings) -> tuple[list[str], str | None]:
     # Imported here: `migrate --status` needs none of the API package.
-    from aetherlens.api.auth.service import ensure_admin
+    from aetherlens.auth.service import ensure_admin
 
     async with database_target(settings) as target:
         conn = await connect(target.dsn, "aetherlens-migrate")

@@ -17,9 +17,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from aetherlens.api.app import create_app
-from aetherlens.api.auth.service import AUTH_SERVICE_KEY, AuthService, ensure_admin
 from aetherlens.api.context import ApiContext, StaticCapabilities
 from aetherlens.api.routing import RouteTable
+from aetherlens.api.security import AUTH_SERVICE_KEY
+from aetherlens.auth.service import AuthService, ensure_admin
 from aetherlens.collect import Collector
 from aetherlens.config import Settings, WriterSettings
 from aetherlens.db.pool import create_pool

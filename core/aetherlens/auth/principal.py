@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from aiohttp import web
-
 SCOPES: Final = ("read", "ingest", "write", "control", "admin")
 ROLES: Final = ("viewer", "operator", "admin")
 ROLE_SCOPES: Final[dict[str, frozenset[str]]] = {
@@ -31,6 +29,3 @@ class Principal:
     @property
     def rate_key(self) -> str:
         return f"{self.kind}:{self.id}"
-
-
-PRINCIPAL_KEY: Final = web.RequestKey("aetherlens_principal", Principal)

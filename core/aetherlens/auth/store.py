@@ -20,13 +20,13 @@ from typing import Any, Final
 
 import asyncpg
 
-from aetherlens.api.auth import queries as q
-from aetherlens.api.auth.keys import API_KEY_PATTERN, digest, digests_equal
-from aetherlens.api.auth.principal import ROLE_SCOPES, Principal
-from aetherlens.api.auth.tokens import decode_access_token
-from aetherlens.api.errors import InvalidTokenError
+from aetherlens.auth import queries as q
+from aetherlens.auth.errors import InvalidTokenError
+from aetherlens.auth.keys import API_KEY_PATTERN, digest, digests_equal
+from aetherlens.auth.principal import ROLE_SCOPES, Principal
+from aetherlens.auth.tokens import decode_access_token
 
-log = logging.getLogger("aetherlens.api.auth")
+log = logging.getLogger("aetherlens.auth")
 CHANNEL: Final = "aetherlens_auth"
 
 
