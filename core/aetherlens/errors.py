@@ -1,7 +1,8 @@
 """The one exception hierarchy of the core.
 
 Internals raise these; the CLI turns them into a message and exit code 1, the API into the contract's
-error envelope with the status given by ``http_status``.
+error envelope. An exception says what went wrong (``code``, ``message``, ``details``), never how a
+transport reports it: the HTTP status of each class is decided in one table, ``aetherlens.api.errors``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ class AetherLensError(Exception):
     """Base of every error the core raises on purpose."""
 
     code = "internal_error"
-    http_status = 500
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -25,14 +25,12 @@ class ConfigError(AetherLensError):
     """The configuration is invalid: the message names the key, the value and what is allowed."""
 
     code = "config_error"
-    http_status = 400
 
 
 class DatabaseError(AetherLensError):
     """The database cannot be reached, started or used."""
 
     code = "database_error"
-    http_status = 503
 
 
 class ManagedDatabaseError(DatabaseError):
@@ -57,45 +55,45 @@ class ValidationError(AetherLensError):
     """Input is malformed; the message says what is wrong."""
 
     code = "validation_error"
-    http_status = 400
 
 
 class NotFoundError(AetherLensError):
     code = "not_found"
-    http_status = 404
 
 
 class ConflictError(AetherLensError):
     code = "conflict"
-    http_status = 409
 
 
 class AuthenticationError(AetherLensError):
     code = "unauthorized"
-    http_status = 401
 
 
 class PermissionDeniedError(AetherLensError):
     code = "forbidden"
-    http_status = 403
 
 
 class BackpressureError(AetherLensError):
     """The write queue (or the spool) is full; retry after ``retry_after`` seconds."""
 
     code = "queue_full"
-    http_status = 503
 
     def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
         super().__init__(message, details={"retry_after": retry_after})
         self.retry_after = retry_after
 
 
+class UnavailableError(AetherLensError):
+    """Something the operation needs is unavailable for now (a plugin restarting, the spool full); the
+    same request can succeed later."""
+
+    code = "unavailable"
+
+
 class PluginError(AetherLensError):
     """A plugin's manifest, config, signature or process is not acceptable; names the plugin."""
 
     code = "plugin_error"
-    http_status = 400
 
 
 class TariffError(ValidationError):
