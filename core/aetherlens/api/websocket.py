@@ -1,91 +1,33 @@
-"""The WebSocket stream ``/api/v1/stream`` and its broadcast hub.
-
-Producers (the collector after ingest, the cost job, the alert engine) call ``hub.publish(topic, data)``,
-which never waits: each client has a bounded queue, and a client whose queue is full is disconnected
-instead of slowing anyone down (CONTRACT.md: a consumer that falls behind is disconnected).
-"""
+"""The WebSocket stream ``/api/v1/stream``: authentication, subscriptions, and a sender per socket that
+drains that client's queue of the hub (``aetherlens.api.stream``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
 
 from aetherlens.api.context import CTX_KEY
 from aetherlens.api.security import PRINCIPAL_KEY, SECURITY_KEY
+from aetherlens.api.stream import (
+    AUTH_TIMEOUT,
+    CLOSE_BAD_MESSAGE,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_UNAUTHORIZED,
+    TOPICS,
+    StreamHub,
+    _Client,
+)
 from aetherlens.auth.principal import Principal
 from aetherlens.errors import AuthenticationError
 
+__all__ = ["CLOSE_BAD_MESSAGE", "CLOSE_SLOW_CONSUMER", "CLOSE_UNAUTHORIZED", "StreamHub", "stream_handler"]
+
 log = logging.getLogger("aetherlens.api.stream")
-
-TOPICS: Final = {"metrics": "metric", "costs": "cost", "alerts": "alert"}
-CLOSE_UNAUTHORIZED: Final = 4401
-CLOSE_SLOW_CONSUMER: Final = 4408
-CLOSE_BAD_MESSAGE: Final = 4400
-AUTH_TIMEOUT: Final = 10.0
-
-
-@dataclass(eq=False, slots=True)
-class _Client:
-    queue: asyncio.Queue[bytes | None]
-    topics: set[str] = field(default_factory=set)
-    dropped: bool = False
-
-
-class StreamHub:
-    def __init__(self, queue_size: int = 1000) -> None:
-        self.queue_size = queue_size
-        self._clients: set[_Client] = set()
-        self.disconnected_slow = 0
-
-    @property
-    def client_count(self) -> int:
-        return len(self._clients)
-
-    def publish(self, topic: str, data: Any) -> int:
-        """Queue ``data`` for every subscriber of ``topic``; return how many got it. Never blocks."""
-        kind = TOPICS.get(topic)
-        if kind is None:
-            raise ValueError(f"unknown stream topic {topic!r}; known: {', '.join(TOPICS)}")
-        payload: bytes | None = None
-        delivered = 0
-        for client in list(self._clients):
-            if topic not in client.topics or client.dropped:
-                continue
-            if payload is None:
-                payload = orjson.dumps({"type": kind, "data": data}, default=str)
-            try:
-                client.queue.put_nowait(payload)
-                delivered += 1
-            except asyncio.QueueFull:
-                self._drop(client)
-        return delivered
-
-    def _drop(self, client: _Client) -> None:
-        client.dropped = True
-        self.disconnected_slow += 1
-        # Wake the sender so it closes the socket; drain one slot for the sentinel.
-        with contextlib.suppress(asyncio.QueueEmpty):
-            client.queue.get_nowait()
-        client.queue.put_nowait(None)
-
-    def _add(self) -> _Client:
-        client = _Client(queue=asyncio.Queue(maxsize=self.queue_size))
-        self._clients.add(client)
-        return client
-
-    def _remove(self, client: _Client) -> None:
-        self._clients.discard(client)
-
-    async def close(self) -> None:
-        for client in list(self._clients):
-            with contextlib.suppress(asyncio.QueueFull):
-                client.queue.put_nowait(None)
 
 
 async def _sender(ws: web.WebSocketResponse, client: _Client) -> None:

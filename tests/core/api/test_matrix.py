@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from aetherlens.api.app import SPECS_KEY
+from aetherlens.api.openapi import SPECS_KEY
 from aetherlens.api.routing import RouteSpec
 from aetherlens.auth.principal import ROLE_SCOPES, SCOPES
 

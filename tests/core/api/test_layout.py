@@ -1,0 +1,49 @@
+"""Import structure of the API and the auth domain, read from the source (no import needed)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import aetherlens
+
+CORE = Path(aetherlens.__file__).parent
+
+
+def _imports(tree: ast.AST) -> list[tuple[ast.AST, str]]:
+    found: list[tuple[ast.AST, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend((node, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.append((node, node.module))
+    return found
+
+
+def _function_level_imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    hits: list[str] = []
+    for fn in ast.walk(tree):
+        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            for node, module in _imports(fn):
+                if module.startswith("aetherlens"):
+                    hits.append(f"{path.relative_to(CORE)}:{getattr(node, 'lineno', '?')} {module}")
+    return hits
+
+
+def test_api_has_no_function_level_imports_of_the_core() -> None:
+    # Such imports only existed to dodge import cycles (websocket -> app, meta -> app, context ->
+    # websocket); the cycles are gone, so every import is at the top where a cycle would show at once.
+    hits = [hit for path in sorted((CORE / "api").rglob("*.py")) for hit in _function_level_imports(path)]
+    assert hits == []
+
+
+def test_auth_domain_imports_nothing_of_aiohttp() -> None:
+    offenders = [
+        f"{path.relative_to(CORE)} imports {module}"
+        for path in sorted((CORE / "auth").rglob("*.py"))
+        for _, module in _imports(ast.parse(path.read_text(encoding="utf-8")))
+        if module == "aiohttp" or module.startswith(("aiohttp.", "aetherlens.api"))
+    ]
+    assert (CORE / "auth" / "service.py").exists()
+    assert offenders == []
