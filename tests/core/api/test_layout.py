@@ -47,3 +47,17 @@ def test_auth_domain_imports_nothing_of_aiohttp() -> None:
     ]
     assert (CORE / "auth" / "service.py").exists()
     assert offenders == []
+
+
+def test_plugin_secrets_live_with_the_plugins_without_http() -> None:
+    # The supervisor decrypts stored plugin secrets; it must not reach into the API package for that.
+    assert not (CORE / "api" / "plugin_secrets.py").exists()
+    offenders = [
+        f"{path.relative_to(CORE)} imports {module}"
+        for path in sorted((CORE / "plugins").rglob("*.py"))
+        for _, module in _imports(ast.parse(path.read_text(encoding="utf-8")))
+        if module.startswith("aetherlens.api")
+        or (path.name == "config_secrets.py" and module.split(".")[0] == "aiohttp")
+    ]
+    assert (CORE / "plugins" / "config_secrets.py").exists()
+    assert offenders == []
