@@ -106,6 +106,7 @@ class RateLimitSettings(_Section):
     login_per_minute: int = Field(default=60, ge=1)
     login_per_hour: int = Field(default=1000, ge=1)
     principal_per_minute: int = Field(default=6000, ge=1)
+    stream_pending_per_ip: int = Field(default=10, ge=1)
 
 
 class ApiSettings(_Section):

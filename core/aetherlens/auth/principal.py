@@ -21,6 +21,9 @@ class Principal:
     name: str
     scopes: frozenset[str]
     session_id: str | None = None
+    # When the credential itself expires (JWT ``exp``, API key ``expires_at``), epoch seconds; long-lived
+    # connections (the WebSocket stream) re-check it.
+    expires_at: float | None = None
 
     def allows(self, scope: str) -> bool:
         # `admin` is "all" (the admin role has every scope; an admin key likewise).
