@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -22,6 +21,7 @@ from aetherlens import __version__
 from aetherlens.api.app import create_app
 from aetherlens.api.context import ApiContext
 from aetherlens.api.security import AUTH_SERVICE_KEY
+from aetherlens.api.stream import publish_written
 from aetherlens.auth.service import AuthService, ensure_admin
 from aetherlens.collect import Collector
 from aetherlens.config import Settings
@@ -167,9 +167,10 @@ class Core:
 
     def _on_written(self, rows: Sequence[Row]) -> None:
         """Feed committed metrics to the WebSocket stream and to export plugins."""
-        if self.context is not None and self.context.stream.client_count:
-            for row in rows:
-                self.context.stream.publish("metrics", _metric_event(row))
+        if self.context is not None:
+            # One stream item per batch (latest value per series), so a 50,000-row batch cannot
+            # overflow a client's queue; see api/stream.py.
+            publish_written(self.context.stream, rows)
         if self.supervisor is not None and self._has_exporters(self.supervisor):
             batch = [Metric(r[0], r[1], r[2], r[3], r[4], orjson.loads(r[5]) if r[5] else None) for r in rows]
             task = asyncio.ensure_future(self.supervisor.export(batch))
@@ -228,17 +229,6 @@ class Core:
         server = site._server  # aiohttp exposes the bound sockets only here (port 0 = any free port)
         sockets = getattr(server, "sockets", None) or []
         return int(sockets[0].getsockname()[1]) if sockets else int(site._port)
-
-
-def _metric_event(row: Row) -> dict[str, Any]:
-    moment: datetime = row[0]
-    return {
-        "time": moment.isoformat(),
-        "device_id": row[1],
-        "metric_type": row[2],
-        "value": row[3],
-        "unit": row[4],
-    }
 
 
 def _device_type(value: object) -> str:
