@@ -21,6 +21,7 @@ from aetherlens import __version__
 from aetherlens.api.app import create_app
 from aetherlens.api.context import ApiContext
 from aetherlens.api.security import AUTH_SERVICE_KEY
+from aetherlens.api.server import ApiRunner
 from aetherlens.api.stream import publish_written
 from aetherlens.auth.service import AuthService, ensure_admin
 from aetherlens.collect import Collector
@@ -123,7 +124,7 @@ class Core:
         ]
 
         app = create_app(self.context)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = ApiRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         bind_host = host or settings.api.host
         site = web.TCPSite(self._runner, bind_host, settings.api.port if port is None else port)

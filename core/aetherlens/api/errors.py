@@ -80,7 +80,7 @@ def status_for(exc: AetherLensError) -> int:
 
 
 # aiohttp's exceptions by status -> our codes (the envelope's code is snake_case by contract).
-_HTTP_CODES = {
+HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
@@ -123,7 +123,7 @@ def from_exception(exc: AetherLensError) -> web.Response:
 
 def from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Response:
     status = exc.status
-    code = _HTTP_CODES.get(status, "http_error")
+    code = HTTP_CODES.get(status, "http_error")
     details: dict[str, Any] = {}
     if status == 404:
         message = f"no route {request.path}"
