@@ -7,7 +7,10 @@ transport reports it: the HTTP status of each class is decided in one table, ``a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pydantic
 
 
 class AetherLensError(Exception):
@@ -100,3 +103,39 @@ class TariffError(ValidationError):
     """A tariff is invalid; the message names the field."""
 
     code = "invalid_tariff"
+
+
+# Field names whose values are never repeated in a message (they may hold credentials).
+_HIDDEN_INPUT = ("password", "secret", "key", "token")
+
+
+def describe_validation_error(
+    exc: pydantic.ValidationError, *, where: str = "", noun: str = "field", show_input: bool = False
+) -> list[dict[str, str]]:
+    """The one formatter of pydantic errors: one ``{"field", "type", "message"}`` per problem, each
+    message naming the field (prefixed with ``where``: ``body.metrics.3.value``) as a ``noun``
+    ("field", "config key", "key"); ``show_input`` repeats the offending value unless the field name
+    suggests a secret. Callers join the messages with "; " and may put the list in ``details``."""
+    problems: list[dict[str, str]] = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        name = f"{where}.{loc}" if where and loc else where or loc
+        if err["type"] == "extra_forbidden":
+            text = f"unknown {noun} '{name}'"
+        elif err["type"] == "missing":
+            text = f"missing required {noun} '{name}'"
+        elif err["type"] == "json_invalid":
+            text = f"not valid JSON: {err['msg']}"
+        else:
+            reason = str(err["msg"]).removeprefix("Value error, ")
+            shown = ""
+            if show_input:
+                hidden = any(s in name.lower() for s in _HIDDEN_INPUT)
+                shown = " = <hidden>" if hidden else f" = {err.get('input')!r}"
+            text = f"{noun} '{name}'{shown}: {reason}" if name else reason
+        problems.append({"field": name, "type": err["type"], "message": text})
+    return problems
+
+
+def validation_message(problems: list[dict[str, str]]) -> str:
+    return "; ".join(p["message"] for p in problems)

@@ -61,3 +61,39 @@ def test_plugin_secrets_live_with_the_plugins_without_http() -> None:
     ]
     assert (CORE / "plugins" / "config_secrets.py").exists()
     assert offenders == []
+
+
+def test_one_pydantic_error_formatter() -> None:
+    # aetherlens.errors.describe_validation_error is the only reader of pydantic's error list; the API,
+    # the configuration, tariffs and plugin manifests all word their messages through it.
+    readers = [
+        f"{path.relative_to(CORE)}:{node.lineno}"
+        for path in sorted(CORE.rglob("*.py"))
+        if path.name != "errors.py" or path.parent != CORE
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "errors"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "exc"
+    ]
+    assert readers == []
+
+
+def test_unknown_fields_are_worded_alike_everywhere() -> None:
+    import pytest
+
+    from aetherlens.config import load_settings
+    from aetherlens.costs.tariff import parse_tariff
+    from aetherlens.errors import AetherLensError
+    from aetherlens.plugins.manifest import parse_manifest
+
+    cases = [
+        (lambda: load_settings(env={}, bogus=1), "unknown config key 'bogus'"),
+        (lambda: parse_tariff({"name": "t", "currency": "USD", "bogus": 1}), "unknown field 'bogus'"),
+        (lambda: parse_manifest({"id": "p", "bogus": 1}, "here"), "unknown key 'bogus'"),
+    ]
+    for call, wording in cases:
+        with pytest.raises(AetherLensError) as raised:
+            call()
+        assert wording in raised.value.message
