@@ -48,8 +48,9 @@ class StreamClient:
         return self.close_code is not None
 
     def close(self, code: int, reason: str) -> None:
-        """Make the sender close the socket with ``code``. Queued events are discarded: after a
-        revocation nothing more may reach the socket, and a slow consumer would not read them anyway."""
+        """Have the socket closed with ``code`` (its handler wakes on ``closed``). Queued events are
+        discarded: after a revocation nothing more may reach the socket, and a slow consumer would not
+        read them anyway."""
         if self.close_code is not None:
             return
         self.close_code, self.close_reason = code, reason

@@ -163,12 +163,13 @@ async def stream_handler(request: web.Request) -> web.StreamResponse:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
+            # A send to a vanished client fails with a ConnectionError: the socket is going anyway.
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await task
         code = client.close_code if client.close_code is not None else CLOSE_GOING_AWAY
         # Bounded: a client that does not read never lets the close frame drain; then the connection
         # is dropped (aiohttp closes the transport when the close is cancelled).
-        with contextlib.suppress(TimeoutError, ConnectionResetError):
+        with contextlib.suppress(TimeoutError, ConnectionError):
             await asyncio.wait_for(
                 ws.close(code=code, message=client.close_reason.encode()[:120]), timeout=CLOSE_TIMEOUT
             )
