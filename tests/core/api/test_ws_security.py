@@ -99,14 +99,14 @@ async def test_an_expiring_access_token_loses_its_stream(make_api: MakeApi) -> N
     api = await make_api()
     store = api.app[STORE_KEY]
     claims = decode_access_token(store.secret, (await api.login())["access_token"])
-    ttl = 60  # the shortest auth.access_token_ttl allowed; issued so that 4 s of it remain
+    ttl = 60  # the shortest auth.access_token_ttl allowed; issued so that 6 s of it remain
     short = issue_access_token(
         store.secret,
         user_id=claims.user_id,
         user_name=claims.user_name,
         session_id=claims.session_id,
         ttl=ttl,
-        now=time.time() - ttl + 4,
+        now=time.time() - ttl + 6,
     )
     ws = await _subscribed(api, short)
     assert await _closed(ws) == CLOSE_UNAUTHORIZED
