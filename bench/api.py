@@ -71,9 +71,9 @@ TARIFF = {
 
 async def seed(dsn: str, settings: Any) -> str:
     """Schema, data and an API key with `read`; returns the key."""
-    from aetherlens.api.auth.keys import signing_secret
-    from aetherlens.api.auth.service import AuthService
-    from aetherlens.api.auth.store import CredentialStore
+    from aetherlens.auth.keys import signing_secret
+    from aetherlens.auth.service import AuthService
+    from aetherlens.auth.store import CredentialStore
     from aetherlens.costs import service
     from aetherlens.db.capabilities import probe
     from aetherlens.db.migrations import apply_migrations
@@ -119,6 +119,7 @@ async def serve(dsn: str, data_dir: str) -> None:
 
     from aetherlens.api.app import create_app
     from aetherlens.api.context import ApiContext
+    from aetherlens.api.server import ApiRunner
     from aetherlens.db.capabilities import probe
     from aetherlens.db.pool import create_pool
     from aetherlens.obs import configure_logging
@@ -129,7 +130,7 @@ async def serve(dsn: str, data_dir: str) -> None:
     async with pool.acquire() as conn:
         caps = await probe(conn)
     app = create_app(ApiContext(settings=settings, pool=pool, capabilities=caps, version="bench"))
-    runner = web.AppRunner(app, access_log=None)
+    runner = ApiRunner(app, access_log=None)  # what `serve` runs
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

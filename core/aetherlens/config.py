@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from aetherlens.errors import ConfigError
+from aetherlens.errors import ConfigError, describe_validation_error, validation_message
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ class RateLimitSettings(_Section):
     login_per_minute: int = Field(default=60, ge=1)
     login_per_hour: int = Field(default=1000, ge=1)
     principal_per_minute: int = Field(default=6000, ge=1)
+    stream_pending_per_ip: int = Field(default=10, ge=1)
 
 
 class ApiSettings(_Section):
@@ -269,16 +270,6 @@ def _warn_unknown_env(env: dict[str, str]) -> None:
             log.warning("ignoring unknown environment variable %s (no settings key '%s')", name, key)
 
 
-def _describe(error: Any) -> str:
-    loc = ".".join(str(part) for part in error["loc"])
-    value = error.get("input")
-    if error["type"] == "extra_forbidden":
-        return f"unknown config key '{loc}'"
-    shown = "<hidden>" if any(s in loc for s in ("password", "secret", "key")) else repr(value)
-    msg = str(error["msg"]).removeprefix("Value error, ")
-    return f"config key '{loc}' = {shown}: {msg}"
-
-
 def load_settings(
     config_file: Path | str | None = None, env: dict[str, str] | None = None, **overrides: Any
 ) -> Settings:
@@ -300,7 +291,7 @@ def load_settings(
             os.environ.update(environ)
         return Settings(**data)
     except pydantic.ValidationError as exc:
-        problems = "; ".join(_describe(e) for e in exc.errors())
+        problems = validation_message(describe_validation_error(exc, noun="config key", show_input=True))
         raise ConfigError(f"invalid configuration: {problems}", details={"errors": problems}) from None
     finally:
         if env is not None:

@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -20,8 +19,11 @@ from aiohttp import web
 
 from aetherlens import __version__
 from aetherlens.api.app import create_app
-from aetherlens.api.auth.service import ensure_admin
 from aetherlens.api.context import ApiContext
+from aetherlens.api.security import AUTH_SERVICE_KEY
+from aetherlens.api.server import ApiRunner
+from aetherlens.api.stream import publish_written
+from aetherlens.auth.service import AuthService, ensure_admin
 from aetherlens.collect import Collector
 from aetherlens.config import Settings
 from aetherlens.costs import service as cost_service
@@ -123,7 +125,7 @@ class Core:
         ]
 
         app = create_app(self.context)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = ApiRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         bind_host = host or settings.api.host
         site = web.TCPSite(self._runner, bind_host, settings.api.port if port is None else port)
@@ -137,6 +139,12 @@ class Core:
     @property
     def app(self) -> web.Application | None:
         return self._runner.app if self._runner is not None else None
+
+    @property
+    def auth(self) -> AuthService:
+        """The running API's auth service (its changes reach the in-memory credentials at once)."""
+        assert self.app is not None, "the core is not started"
+        return self.app[AUTH_SERVICE_KEY]
 
     async def stop(self) -> None:
         """Stop in reverse order; each step runs even if an earlier one failed."""
@@ -161,9 +169,10 @@ class Core:
 
     def _on_written(self, rows: Sequence[Row]) -> None:
         """Feed committed metrics to the WebSocket stream and to export plugins."""
-        if self.context is not None and self.context.stream.client_count:
-            for row in rows:
-                self.context.stream.publish("metrics", _metric_event(row))
+        if self.context is not None:
+            # One stream item per batch (latest value per series), so a 50,000-row batch cannot
+            # overflow a client's queue; see api/stream.py.
+            publish_written(self.context.stream, rows)
         if self.supervisor is not None and self._has_exporters(self.supervisor):
             batch = [Metric(r[0], r[1], r[2], r[3], r[4], orjson.loads(r[5]) if r[5] else None) for r in rows]
             task = asyncio.ensure_future(self.supervisor.export(batch))
@@ -222,17 +231,6 @@ class Core:
         server = site._server  # aiohttp exposes the bound sockets only here (port 0 = any free port)
         sockets = getattr(server, "sockets", None) or []
         return int(sockets[0].getsockname()[1]) if sockets else int(site._port)
-
-
-def _metric_event(row: Row) -> dict[str, Any]:
-    moment: datetime = row[0]
-    return {
-        "time": moment.isoformat(),
-        "device_id": row[1],
-        "metric_type": row[2],
-        "value": row[3],
-        "unit": row[4],
-    }
 
 
 def _device_type(value: object) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from aetherlens.api.auth.keys import write_private_file
+from aetherlens.auth.keys import write_private_file
 from aetherlens.errors import ConfigError
 
 KEY_FILE: Final = "secrets.key"

@@ -6,26 +6,20 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Iterable
-from typing import Any
 
 from aiohttp import web
 
 from aetherlens.api import routes as routes_package
-from aetherlens.api.auth.keys import signing_secret
-from aetherlens.api.auth.service import AUTH_SERVICE_KEY, AuthService
-from aetherlens.api.auth.store import CredentialStore
 from aetherlens.api.context import CTX_KEY, ApiContext
 from aetherlens.api.errors import error_middleware
 from aetherlens.api.observe import make_observe_middleware
-from aetherlens.api.openapi import build_document
-from aetherlens.api.routing import API_ROUTES, GUARD_KEY, RouteSpec, RouteTable, make_handler
-from aetherlens.api.security import Security
+from aetherlens.api.openapi import OPENAPI_KEY, SPECS_KEY, build_document
+from aetherlens.api.routing import API_ROUTES, GUARD_KEY, RouteTable, make_handler
+from aetherlens.api.security import AUTH_SERVICE_KEY, SECURITY_KEY, STORE_KEY, Security
 from aetherlens.api.websocket import stream_handler
-
-STORE_KEY = web.AppKey("aetherlens_credentials", CredentialStore)
-SECURITY_KEY = web.AppKey("aetherlens_security", Security)
-SPECS_KEY = web.AppKey("aetherlens_specs", list[RouteSpec])
-OPENAPI_KEY = web.AppKey("aetherlens_openapi", dict[str, Any])
+from aetherlens.auth.keys import signing_secret
+from aetherlens.auth.service import AuthService
+from aetherlens.auth.store import CredentialStore
 
 
 def load_route_modules() -> None:

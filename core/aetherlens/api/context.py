@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aiohttp import web
 
+from aetherlens.api.stream import StreamHub
 from aetherlens.config import Settings
 from aetherlens.models import SubmitResult
 
 if TYPE_CHECKING:
     import asyncpg
-
-    from aetherlens.api.websocket import StreamHub
 
 
 @runtime_checkable
@@ -62,12 +61,6 @@ class StaticCapabilities:
         return dict(self.values)
 
 
-def _new_hub() -> StreamHub:
-    from aetherlens.api.websocket import StreamHub
-
-    return StreamHub()
-
-
 @dataclass(slots=True)
 class ApiContext:
     settings: Settings
@@ -80,7 +73,7 @@ class ApiContext:
     instance_id: str = "unknown"
     version: str = "0.0.0"
     # Broadcast hub of the WebSocket stream; producers call ``ctx.stream.publish(topic, data)``.
-    stream: StreamHub = field(default_factory=_new_hub)
+    stream: StreamHub = field(default_factory=StreamHub)
 
 
 CTX_KEY = web.AppKey("aetherlens_ctx", ApiContext)

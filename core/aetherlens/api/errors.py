@@ -1,6 +1,7 @@
 """The one error envelope: every 4xx/5xx answer is ``{"error": {"code", "message", "details"}}``.
 
-Internals raise ``aetherlens.errors`` exceptions (status and code come from the class); aiohttp's own
+Internals raise ``aetherlens.errors`` exceptions (the code comes from the class, the status from
+``STATUS_BY_ERROR`` below: the one place an exception type becomes an HTTP status); aiohttp's own
 HTTP exceptions (unknown route, wrong method, oversize body) are translated here too, so no client ever
 sees aiohttp's plain-text pages. Unexpected exceptions become a 500 that names only the request id.
 """
@@ -10,15 +11,28 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 import orjson
 from aiohttp import web
 
 from aetherlens.api.context import CTX_KEY
+from aetherlens.auth.errors import InvalidTokenError
 from aetherlens.db.outage import DATABASE_UNREACHABLE
-from aetherlens.errors import AetherLensError, AuthenticationError, BackpressureError
+from aetherlens.errors import (
+    AetherLensError,
+    AuthenticationError,
+    BackpressureError,
+    ConfigError,
+    ConflictError,
+    DatabaseError,
+    NotFoundError,
+    PermissionDeniedError,
+    PluginError,
+    UnavailableError,
+    ValidationError,
+)
 from aetherlens.obs import request_id_var
 
 log = logging.getLogger("aetherlens.api")
@@ -26,15 +40,8 @@ log = logging.getLogger("aetherlens.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class InvalidTokenError(AuthenticationError):
-    """The bearer token, API key or refresh token is malformed, expired or revoked."""
-
-    code = "invalid_token"
-
-
 class RateLimitedError(AetherLensError):
     code = "rate_limited"
-    http_status = 429
 
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message, details={"retry_after": math.ceil(retry_after)})
@@ -43,11 +50,37 @@ class RateLimitedError(AetherLensError):
 
 class PayloadTooLargeError(AetherLensError):
     code = "payload_too_large"
-    http_status = 413
+
+
+# Exception type -> HTTP status. A subclass not listed takes the status of its nearest listed base (in
+# MRO order), so a new domain exception needs an entry only when its status differs from its base's.
+STATUS_BY_ERROR: Final[dict[type[AetherLensError], int]] = {
+    AetherLensError: 500,
+    ConfigError: 400,
+    ValidationError: 400,  # TariffError ...
+    PluginError: 400,
+    AuthenticationError: 401,  # InvalidTokenError
+    PermissionDeniedError: 403,
+    NotFoundError: 404,
+    ConflictError: 409,  # NotControllableError ...
+    PayloadTooLargeError: 413,
+    RateLimitedError: 429,
+    DatabaseError: 503,
+    BackpressureError: 503,
+    UnavailableError: 503,  # PluginUnavailable, SpoolFullError
+}
+
+
+def status_for(exc: AetherLensError) -> int:
+    for cls in type(exc).__mro__:
+        status = STATUS_BY_ERROR.get(cls)
+        if status is not None:
+            return status
+    return 500
 
 
 # aiohttp's exceptions by status -> our codes (the envelope's code is snake_case by contract).
-_HTTP_CODES = {
+HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
@@ -85,12 +118,12 @@ def from_exception(exc: AetherLensError) -> web.Response:
         )
     if isinstance(exc, BackpressureError | RateLimitedError):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-    return error_response(exc.http_status, exc.code, exc.message, exc.details or None, headers)
+    return error_response(status_for(exc), exc.code, exc.message, exc.details or None, headers)
 
 
 def from_http_exception(exc: web.HTTPException, request: web.Request) -> web.Response:
     status = exc.status
-    code = _HTTP_CODES.get(status, "http_error")
+    code = HTTP_CODES.get(status, "http_error")
     details: dict[str, Any] = {}
     if status == 404:
         message = f"no route {request.path}"
@@ -115,7 +148,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except AetherLensError as exc:
-        if exc.http_status >= 500:
+        if status_for(exc) >= 500:
             log.warning("request failed: %s (%s)", exc.message, exc.code)
         return from_exception(exc)
     except web.HTTPException as exc:

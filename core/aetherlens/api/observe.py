@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import Counter, Histogram
 
-from aetherlens.api.auth.principal import PRINCIPAL_KEY
+from aetherlens.api.security import PRINCIPAL_KEY
 from aetherlens.obs import request_id_var
 
 access_log = logging.getLogger("aetherlens.api.access")

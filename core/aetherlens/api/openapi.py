@@ -6,10 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 
 from aetherlens.api.routing import RouteSpec
+
+# Set by create_app; here (not in app.py) so the route serving the document needs nothing of app.py.
+SPECS_KEY = web.AppKey("aetherlens_specs", list[RouteSpec])
+OPENAPI_KEY = web.AppKey("aetherlens_openapi", dict[str, Any])
 
 _REF = "#/components/schemas/{model}"
 _ERROR_SCHEMA: dict[str, Any] = {

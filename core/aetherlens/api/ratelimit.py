@@ -61,6 +61,19 @@ class RateLimiter:
             bucket.tokens -= 1.0
         return 0.0
 
+    def wait(self, key: str) -> float:
+        """The seconds until ``hit(key)`` would pass (0 = now), without taking a token."""
+        now = self._clock()
+        wait = 0.0
+        for limit, buckets in zip(self._limits, self._buckets, strict=True):
+            bucket = buckets.get(key)
+            if bucket is None:
+                continue
+            tokens = min(float(limit.capacity), bucket.tokens + (now - bucket.stamp) * limit.rate)
+            if tokens < 1.0:
+                wait = max(wait, (1.0 - tokens) / limit.rate)
+        return wait
+
     def _prune(self, buckets: dict[str, _Bucket], limit: Limit, now: float) -> None:
         full = [k for k, b in buckets.items() if b.tokens + (now - b.stamp) * limit.rate >= limit.capacity]
         for k in full:

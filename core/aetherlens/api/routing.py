@@ -23,9 +23,9 @@ import pydantic
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from aetherlens.api.auth.principal import SCOPES, Principal
 from aetherlens.api.context import CTX_KEY, ApiContext
-from aetherlens.errors import ValidationError
+from aetherlens.auth.principal import SCOPES, Principal
+from aetherlens.errors import ValidationError, describe_validation_error, validation_message
 
 Scope = Literal["read", "ingest", "write", "control", "admin", "any"] | None
 RateLimit = Literal["ip", "principal", "none"]
@@ -177,20 +177,8 @@ route = API_ROUTES.route
 
 def describe_errors(exc: pydantic.ValidationError, where: str) -> tuple[str, list[dict[str, Any]]]:
     """A readable message naming each bad field, plus the structured list for ``details``."""
-    items: list[dict[str, Any]] = []
-    parts: list[str] = []
-    for err in exc.errors(include_url=False, include_input=False):
-        loc = ".".join(str(p) for p in err["loc"])
-        field_name = f"{where}.{loc}" if loc else where
-        if err["type"] == "extra_forbidden":
-            text = f"unknown field '{field_name}'"
-        elif err["type"] == "missing":
-            text = f"missing required field '{field_name}'"
-        else:
-            text = f"'{field_name}': {str(err['msg']).removeprefix('Value error, ')}"
-        parts.append(text)
-        items.append({"field": field_name, "type": err["type"], "message": text})
-    return "invalid request: " + "; ".join(parts), items
+    items = describe_validation_error(exc, where=where)
+    return "invalid request: " + validation_message(items), list(items)
 
 
 def _reject_nul(where: str, value: str) -> None:
@@ -267,14 +255,16 @@ async def _parse_body(spec: RouteSpec, request: web.Request) -> Any:
         # datetimes/UUIDs as the schema says.
         return spec.body_adapter.validate_json(raw, strict=True)
     except pydantic.ValidationError as exc:
-        bad_json = [e for e in exc.errors(include_url=False) if e["type"] == "json_invalid"]
+        items = describe_validation_error(exc, where="body")
+        bad_json = [i for i in items if i["type"] == "json_invalid"]
         if bad_json:
             raise ValidationError(
-                f"request body is not valid JSON: {bad_json[0]['msg']}",
+                f"request body is {bad_json[0]['message']}",
                 details={"errors": [{"field": "body", "type": "json_invalid"}]},
             ) from None
-        message, items = describe_errors(exc, "body")
-        raise ValidationError(message, details={"errors": items}) from None
+        raise ValidationError(
+            "invalid request: " + validation_message(items), details={"errors": items}
+        ) from None
 
 
 def serialize(spec: RouteSpec, value: Any) -> web.StreamResponse:

@@ -1,165 +1,184 @@
-"""The WebSocket stream ``/api/v1/stream`` and its broadcast hub.
-
-Producers (the collector after ingest, the cost job, the alert engine) call ``hub.publish(topic, data)``,
-which never waits: each client has a bounded queue, and a client whose queue is full is disconnected
-instead of slowing anyone down (CONTRACT.md: a consumer that falls behind is disconnected).
-"""
+"""The WebSocket stream ``/api/v1/stream``: authentication, subscriptions, and a sender per socket that
+drains that client's queue of the hub (``aetherlens.api.stream``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Final
+import time
+from collections.abc import Callable
 
 import orjson
 from aiohttp import WSMsgType, web
 
-from aetherlens.api.auth.principal import PRINCIPAL_KEY, Principal
+from aetherlens.api.context import CTX_KEY
+from aetherlens.api.security import PRINCIPAL_KEY, SECURITY_KEY, Security
+from aetherlens.api.stream import (
+    AUTH_TIMEOUT,
+    CLOSE_BAD_MESSAGE,
+    CLOSE_GOING_AWAY,
+    CLOSE_RATE_LIMITED,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_UNAUTHORIZED,
+    TOPICS,
+    StreamClient,
+    StreamHub,
+)
+from aetherlens.auth.principal import Principal
+from aetherlens.auth.store import CredentialStore
 from aetherlens.errors import AuthenticationError
 
+__all__ = [
+    "CLOSE_BAD_MESSAGE",
+    "CLOSE_RATE_LIMITED",
+    "CLOSE_SLOW_CONSUMER",
+    "CLOSE_UNAUTHORIZED",
+    "StreamHub",
+    "stream_handler",
+]
+
 log = logging.getLogger("aetherlens.api.stream")
-
-TOPICS: Final = {"metrics": "metric", "costs": "cost", "alerts": "alert"}
-CLOSE_UNAUTHORIZED: Final = 4401
-CLOSE_SLOW_CONSUMER: Final = 4408
-CLOSE_BAD_MESSAGE: Final = 4400
-AUTH_TIMEOUT: Final = 10.0
+CLOSE_TIMEOUT = 10.0  # seconds the closing handshake may take
 
 
-@dataclass(eq=False, slots=True)
-class _Client:
-    queue: asyncio.Queue[bytes | None]
-    topics: set[str] = field(default_factory=set)
-    dropped: bool = False
-
-
-class StreamHub:
-    def __init__(self, queue_size: int = 1000) -> None:
-        self.queue_size = queue_size
-        self._clients: set[_Client] = set()
-        self.disconnected_slow = 0
-
-    @property
-    def client_count(self) -> int:
-        return len(self._clients)
-
-    def publish(self, topic: str, data: Any) -> int:
-        """Queue ``data`` for every subscriber of ``topic``; return how many got it. Never blocks."""
-        kind = TOPICS.get(topic)
-        if kind is None:
-            raise ValueError(f"unknown stream topic {topic!r}; known: {', '.join(TOPICS)}")
-        payload: bytes | None = None
-        delivered = 0
-        for client in list(self._clients):
-            if topic not in client.topics or client.dropped:
-                continue
-            if payload is None:
-                payload = orjson.dumps({"type": kind, "data": data}, default=str)
-            try:
-                client.queue.put_nowait(payload)
-                delivered += 1
-            except asyncio.QueueFull:
-                self._drop(client)
-        return delivered
-
-    def _drop(self, client: _Client) -> None:
-        client.dropped = True
-        self.disconnected_slow += 1
-        # Wake the sender so it closes the socket; drain one slot for the sentinel.
-        with contextlib.suppress(asyncio.QueueEmpty):
-            client.queue.get_nowait()
-        client.queue.put_nowait(None)
-
-    def _add(self) -> _Client:
-        client = _Client(queue=asyncio.Queue(maxsize=self.queue_size))
-        self._clients.add(client)
-        return client
-
-    def _remove(self, client: _Client) -> None:
-        self._clients.discard(client)
-
-    async def close(self) -> None:
-        for client in list(self._clients):
-            with contextlib.suppress(asyncio.QueueFull):
-                client.queue.put_nowait(None)
-
-
-async def _sender(ws: web.WebSocketResponse, client: _Client) -> None:
+async def _sender(ws: web.WebSocketResponse, client: StreamClient) -> None:
+    """Drain the client's queue into the socket; returns at the sentinel (the handler then closes)."""
     while True:
-        payload = await client.queue.get()
-        if payload is None:
-            code = CLOSE_SLOW_CONSUMER if client.dropped else 1001
-            message = b"consumer too slow" if client.dropped else b"server shutting down"
-            await ws.close(code=code, message=message)
+        item = await client.queue.get()
+        if item is None:
             return
-        await ws.send_str(payload.decode())
+        # A write batch is one queue item but, by contract, one message per metric.
+        for payload in item if isinstance(item, tuple) else (item,):
+            if client.closing:  # revoked (or dropped) while this batch was being sent
+                break
+            await ws.send_str(payload.decode())
+
+
+async def _reader(ws: web.WebSocketResponse, client: StreamClient) -> None:
+    """Handle the client's messages (subscribe/unsubscribe) until it closes."""
+    async for msg in ws:
+        if msg.type != WSMsgType.TEXT or client.closing:
+            continue
+        try:
+            data = orjson.loads(msg.data)
+        except orjson.JSONDecodeError:
+            await ws.send_json({"type": "error", "message": "messages must be JSON"})
+            continue
+
+        if isinstance(data, dict) and data.get("type") == "subscribe":
+            topics = data.get("topics")
+            if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+                await ws.send_json({"type": "error", "message": "'topics' must be a list of strings"})
+                continue
+            unknown = [t for t in topics if t not in TOPICS]
+            if unknown:
+                await ws.send_json(
+                    {
+                        "type": "error",
+                        "message": f"unknown topic(s): {', '.join(unknown)}; known: {', '.join(TOPICS)}",
+                    }
+                )
+                continue
+            client.topics.update(topics)
+            await ws.send_json({"type": "subscribed", "topics": sorted(client.topics)})
+        elif (
+            isinstance(data, dict)
+            and data.get("type") == "unsubscribe"
+            and isinstance(data.get("topics"), list)
+        ):
+            client.topics.difference_update(t for t in data["topics"] if isinstance(t, str))
+            await ws.send_json({"type": "subscribed", "topics": sorted(client.topics)})
+        else:
+            await ws.send_json(
+                {"type": "error", "message": "expected {'type': 'subscribe', 'topics': [...]}"}
+            )
+
+
+def _watch_credential(
+    client: StreamClient, principal: Principal, store: CredentialStore
+) -> Callable[[], None]:
+    """Close the socket with 4401 as soon as its credential stops being valid: revoked (API key deleted,
+    session logged out, password changed, user deleted: the store notifies every change, its own and
+    other processes' via NOTIFY) or expired (JWT ``exp``, key ``expires_at``: a timer). Returns the
+    function that stops watching."""
+    loop = asyncio.get_running_loop()
+    timer: asyncio.TimerHandle | None = None
+
+    def check() -> None:
+        nonlocal timer
+        if client.closing:
+            return
+        if not store.is_current(principal):
+            client.close(CLOSE_UNAUTHORIZED, "credential revoked or expired")
+            return
+        if principal.expires_at is not None and timer is None:
+
+            def expire() -> None:
+                nonlocal timer
+                timer = None
+                check()  # re-arms itself if the clock has not quite reached the expiry yet
+
+            timer = loop.call_later(max(0.0, principal.expires_at - time.time()), expire)
+
+    store.add_listener(check)
+    check()
+
+    def stop() -> None:
+        store.remove_listener(check)
+        if timer is not None:
+            timer.cancel()
+
+    return stop
 
 
 async def stream_handler(request: web.Request) -> web.StreamResponse:
-    from aetherlens.api.app import SECURITY_KEY
-    from aetherlens.api.context import CTX_KEY
-
     hub = request.app[CTX_KEY].stream
     security = request.app[SECURITY_KEY]
-    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
-    await ws.prepare(request)
-
-    principal = await _authenticate(ws, security)
+    # Before the upgrade: an address over its failed-auth budget, or with too many sockets still
+    # waiting to authenticate, gets a 429 envelope and no socket.
+    with security.stream_admission(request):
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
+        await ws.prepare(request)
+        principal = await _authenticate(ws, request, security)
     if principal is None:
         return ws
     request[PRINCIPAL_KEY] = principal
     await ws.send_json({"type": "auth_ok"})
 
-    client = hub._add()
+    client = hub.add()
+    unwatch = _watch_credential(client, principal, security.store)
     sender = asyncio.create_task(_sender(ws, client))
+    reader = asyncio.create_task(_reader(ws, client))
+    closing = asyncio.create_task(client.closed.wait())
     try:
-        async for msg in ws:
-            if msg.type != WSMsgType.TEXT:
-                continue
-            try:
-                data = orjson.loads(msg.data)
-            except orjson.JSONDecodeError:
-                await ws.send_json({"type": "error", "message": "messages must be JSON"})
-                continue
-            if isinstance(data, dict) and data.get("type") == "subscribe":
-                topics = data.get("topics")
-                if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
-                    await ws.send_json({"type": "error", "message": "'topics' must be a list of strings"})
-                    continue
-                unknown = [t for t in topics if t not in TOPICS]
-                if unknown:
-                    await ws.send_json(
-                        {
-                            "type": "error",
-                            "message": f"unknown topic(s): {', '.join(unknown)}; known: {', '.join(TOPICS)}",
-                        }
-                    )
-                    continue
-                client.topics.update(topics)
-                await ws.send_json({"type": "subscribed", "topics": sorted(client.topics)})
-            elif (
-                isinstance(data, dict)
-                and data.get("type") == "unsubscribe"
-                and isinstance(data.get("topics"), list)
-            ):
-                client.topics.difference_update(t for t in data["topics"] if isinstance(t, str))
-                await ws.send_json({"type": "subscribed", "topics": sorted(client.topics)})
-            else:
-                await ws.send_json(
-                    {"type": "error", "message": "expected {'type': 'subscribe', 'topics': [...]}"}
-                )
+        await asyncio.wait({sender, reader, closing}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        hub._remove(client)
-        if not sender.done():
-            sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
-            await sender
+        unwatch()
+        hub.remove(client)
+        # Both tasks end before the close: ws.close() then reads the client's closing reply itself
+        # (with a receive still pending in the reader, aiohttp would drop the connection without
+        # waiting for it, and the client could see 1006 instead of our code).
+        tasks = (sender, reader, closing)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            # A send to a vanished client fails with a ConnectionError: the socket is going anyway.
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await task
+        code = client.close_code if client.close_code is not None else CLOSE_GOING_AWAY
+        # Bounded: a client that does not read never lets the close frame drain; then the connection
+        # is dropped (aiohttp closes the transport when the close is cancelled).
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            await asyncio.wait_for(
+                ws.close(code=code, message=client.close_reason.encode()[:120]), timeout=CLOSE_TIMEOUT
+            )
     return ws
 
 
-async def _authenticate(ws: web.WebSocketResponse, security: Any) -> Principal | None:
+async def _authenticate(
+    ws: web.WebSocketResponse, request: web.Request, security: Security
+) -> Principal | None:
     try:
         msg = await ws.receive(timeout=AUTH_TIMEOUT)
     except TimeoutError:
@@ -172,11 +191,18 @@ async def _authenticate(ws: web.WebSocketResponse, security: Any) -> Principal |
             if isinstance(data, dict) and data.get("type") == "auth" and isinstance(data.get("token"), str):
                 token = data["token"]
     if token is None:
+        security.failed_stream_auth(request)
         await ws.close(code=CLOSE_UNAUTHORIZED, message=b"first message must be {type: auth, token}")
         return None
+    if security.ip_wait(request) > 0:
+        # Budget spent (by this address's other sockets meanwhile): the token is not even looked at,
+        # as an HTTP login over the limit is not.
+        await ws.close(code=CLOSE_RATE_LIMITED, message=b"too many failed attempts from this address")
+        return None
     try:
-        principal: Principal = security.store.authenticate(token)
+        principal = security.store.authenticate(token)
     except AuthenticationError:
+        security.failed_stream_auth(request)
         await ws.close(code=CLOSE_UNAUTHORIZED, message=b"invalid token")
         return None
     if not principal.allows("read"):

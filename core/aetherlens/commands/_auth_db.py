@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from aetherlens.api.auth.keys import signing_secret
-from aetherlens.api.auth.service import AuthService
-from aetherlens.api.auth.store import CredentialStore
+from aetherlens.auth.keys import signing_secret
+from aetherlens.auth.service import AuthService
+from aetherlens.auth.store import CredentialStore
 from aetherlens.config import Settings
 from aetherlens.db.database import open_database
 

@@ -11,8 +11,8 @@ import json
 import sys
 from typing import Any
 
-from aetherlens.api.auth import queries as q
-from aetherlens.api.auth.principal import SCOPES
+from aetherlens.auth import queries as q
+from aetherlens.auth.principal import SCOPES
 from aetherlens.commands._auth_db import auth_service
 from aetherlens.config import Settings
 

@@ -15,6 +15,7 @@ import json
 import sys
 from typing import Any
 
+from aetherlens.auth.service import ensure_admin
 from aetherlens.config import Settings
 from aetherlens.db.capabilities import probe
 from aetherlens.db.database import connect, database_target
@@ -53,9 +54,6 @@ def _handle(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _apply(settings: Settings) -> tuple[list[str], str | None]:
-    # Imported here: `migrate --status` needs none of the API package.
-    from aetherlens.api.auth.service import ensure_admin
-
     async with database_target(settings) as target:
         conn = await connect(target.dsn, "aetherlens-migrate")
         try:

@@ -12,16 +12,17 @@ import asyncio
 import signal
 import sys
 from importlib.resources import files
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import yaml
 
-from aetherlens.api.auth import queries as auth_queries
-from aetherlens.api.auth.service import AUTH_SERVICE_KEY
+from aetherlens.auth import queries as auth_queries
 from aetherlens.config import PluginSettings, Settings
 from aetherlens.costs import service as costs
-from aetherlens.runtime import Core, Started
+
+if TYPE_CHECKING:
+    from aetherlens.runtime import Core, Started
 
 DEMO_KEY_NAME = "demo"
 DEMO_KEY_SCOPES = ["read", "ingest", "control"]
@@ -59,6 +60,11 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(settings: Settings, host: str | None, port: int | None, *, demo: bool) -> int:
+    # Imported here, not at the top: the CLI imports every command module to build its parser, and the
+    # runtime brings aiohttp, the plugin host and the cost engine, which `users`, `api-keys` and the
+    # other one-shot commands must not load (tests/core/cli checks that they do not).
+    from aetherlens.runtime import Core
+
     core = Core(settings, prepare_plugins=_resume_simulator if demo else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -117,8 +123,8 @@ async def _install_demo_tariff(core: Core, settings: Settings) -> None:
 
 async def _fresh_demo_key(core: Core) -> str:
     """Each demo start shows a new key: the previous demo key is revoked (only digests are stored)."""
-    assert core.database is not None and core.app is not None
-    service = core.app[AUTH_SERVICE_KEY]
+    assert core.database is not None
+    service = core.auth
     for row in await auth_queries.list_keys(core.database.pool):
         if row["name"] == DEMO_KEY_NAME:
             await service.revoke_key(str(row["id"]))

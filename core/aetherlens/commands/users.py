@@ -13,9 +13,9 @@ import json
 import sys
 from typing import Any
 
-from aetherlens.api.auth import queries as q
-from aetherlens.api.auth.passwords import check_policy
-from aetherlens.api.auth.principal import ROLES
+from aetherlens.auth import queries as q
+from aetherlens.auth.passwords import check_policy
+from aetherlens.auth.principal import ROLES
 from aetherlens.commands._auth_db import auth_service
 from aetherlens.config import Settings
 from aetherlens.errors import ValidationError

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aetherlens.costs.currencies import ISO_4217
-from aetherlens.errors import TariffError
+from aetherlens.errors import TariffError, describe_validation_error, validation_message
 
 DayType = Literal["weekday", "weekend", "holiday", "all"]
 ALL_SEASONS = "all"
@@ -390,16 +390,6 @@ class Tariff(_Model):
         return data
 
 
-def _describe(error: Any) -> str:
-    loc = ".".join(str(part) for part in error["loc"])
-    msg = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        return f"{loc}: unknown field"
-    if not loc:
-        return msg
-    return f"{loc}: {msg}"
-
-
 def parse_tariff(data: Any) -> Tariff:
     """Validate a parsed tariff document; raise TariffError naming the field."""
     if not isinstance(data, dict):
@@ -407,7 +397,7 @@ def parse_tariff(data: Any) -> Tariff:
     try:
         return Tariff.model_validate(data)
     except pydantic.ValidationError as exc:
-        problems = "; ".join(_describe(e) for e in exc.errors())
+        problems = validation_message(describe_validation_error(exc))
         raise TariffError(f"invalid tariff: {problems}", details={"errors": problems}) from None
 
 

@@ -34,7 +34,7 @@ from typing import Final
 
 import orjson
 
-from aetherlens.errors import AetherLensError
+from aetherlens.errors import AetherLensError, UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,10 @@ class SpoolError(AetherLensError):
     code = "spool_error"
 
 
-class SpoolFullError(AetherLensError):
+class SpoolFullError(UnavailableError):
     """Appending would exceed ``writer.spool_max_bytes``."""
 
     code = "spool_full"
-    http_status = 503
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aetherlens import __version__
-from aetherlens.errors import PluginError
+from aetherlens.errors import PluginError, describe_validation_error, validation_message
 from aetherlens.models import MAX_MAGNITUDE, METRIC_TYPES, MetricType
 
 MANIFEST_NAME: Final = "plugin.yaml"
@@ -138,10 +138,7 @@ def parse_manifest(data: Any, where: str) -> Manifest:
     try:
         return Manifest.model_validate(data)
     except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"key '{'.'.join(str(p) for p in e['loc'])}': {str(e['msg']).removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
+        problems = validation_message(describe_validation_error(exc, noun="key"))
         raise PluginError(
             f"plugin '{plugin}' ({where}): invalid manifest: {problems}",
             details={"plugin": plugin, "errors": problems},

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import aetherlens
-from aetherlens.errors import PluginError
+from aetherlens.errors import PluginError, UnavailableError
 from aetherlens.plugins.discovery import DiscoveredPlugin
 from aetherlens.plugins.limits import CpuWatch, read_cpu_seconds, read_rss_bytes
 from aetherlens.plugins.manifest import Manifest
@@ -61,9 +61,9 @@ class SupervisorOptions:
     cpu_limit_percent: float | None = None
 
 
-class PluginUnavailable(PluginError):
+class PluginUnavailable(UnavailableError, PluginError):
+    # UnavailableError first: the plugin is fine, it is just not running right now (retry later).
     code = "plugin_unavailable"
-    http_status = 503
 
 
 def child_environment() -> dict[str, str]:

@@ -19,6 +19,7 @@ import orjson
 from aetherlens.config import Settings
 from aetherlens.errors import NotFoundError, PluginError
 from aetherlens.models import Metric
+from aetherlens.plugins import config_secrets  # the one place stored secrets are decrypted
 from aetherlens.plugins.discovery import DiscoveredPlugin, discover
 from aetherlens.plugins.manifest import MetricDeclaration, validate_config
 from aetherlens.plugins.runner import PluginRunner, PluginUnavailable, SupervisorOptions
@@ -108,8 +109,6 @@ class Supervisor:
 
     async def _load_stored_config(self) -> None:
         """Config saved through the API outlives a restart: it overlays ``plugins.<id>.config``."""
-        from aetherlens.api import plugin_secrets  # the one place secrets are decrypted
-
         rows = await self.pool.fetch(
             "SELECT id, enabled, config, secrets FROM plugins"
             " WHERE config <> '{}'::jsonb OR secrets IS NOT NULL"
@@ -118,7 +117,7 @@ class Supervisor:
             configured = self.settings.plugins.get(row["id"])
             base = dict(configured.config) if configured else {}
             config = row["config"] if isinstance(row["config"], dict) else orjson.loads(row["config"])
-            secrets = plugin_secrets.decrypt(self.settings, row["secrets"])
+            secrets = config_secrets.decrypt(self.settings, row["secrets"])
             self._stored[row["id"]] = {**base, **config, **secrets}
             self._stored_enabled[row["id"]] = bool(row["enabled"])
 

@@ -14,12 +14,15 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from aetherlens.api.app import create_app
-from aetherlens.api.auth.service import AUTH_SERVICE_KEY, AuthService, ensure_admin
 from aetherlens.api.context import ApiContext, StaticCapabilities
 from aetherlens.api.routing import RouteTable
+from aetherlens.api.security import AUTH_SERVICE_KEY
+from aetherlens.api.server import ApiRunner
+from aetherlens.auth.service import AuthService, ensure_admin
 from aetherlens.collect import Collector
 from aetherlens.config import Settings, WriterSettings
 from aetherlens.db.pool import create_pool
@@ -27,6 +30,13 @@ from aetherlens.db.writer import Writer
 
 ADMIN_PASSWORD = "admin-password-123"
 USER_PASSWORD = "user-password-1234"
+
+
+class ApiTestServer(TestServer):
+    """aiohttp's test server on the core's own runner (so tests see what `serve` answers)."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        return ApiRunner(self.app, **kwargs)
 
 
 @pytest.fixture
@@ -111,7 +121,9 @@ async def make_api(api_dsn: str, tmp_path: Path) -> AsyncIterator[MakeApi]:
             version="0.1.0-test",
             **(ctx or {}),
         )
-        client: TestClient[Any, Any] = TestClient(TestServer(create_app(context, extra_routes=extra_routes)))
+        client: TestClient[Any, Any] = TestClient(
+            ApiTestServer(create_app(context, extra_routes=extra_routes))
+        )
         await client.start_server()
         clients.append(client)
         return Api(client=client, ctx=context, settings=settings, pool=pool, dsn=api_dsn)

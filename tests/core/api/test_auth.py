@@ -13,11 +13,11 @@ import asyncpg
 import pytest
 from dbtest import ADMIN_DSN
 
-from aetherlens.api.app import STORE_KEY
-from aetherlens.api.auth import queries as q
-from aetherlens.api.auth.keys import SECRET_FILE, digest, new_api_key
-from aetherlens.api.auth.service import ensure_admin
-from aetherlens.api.auth.tokens import issue_access_token
+from aetherlens.api.security import STORE_KEY
+from aetherlens.auth import queries as q
+from aetherlens.auth.keys import SECRET_FILE, digest, new_api_key
+from aetherlens.auth.service import ensure_admin
+from aetherlens.auth.tokens import issue_access_token
 
 from .conftest import ADMIN_PASSWORD, USER_PASSWORD, MakeApi, api_settings
 from .test_framework import assert_envelope
@@ -354,7 +354,7 @@ async def test_ensure_admin_and_signing_secret_file(api_dsn: str, tmp_path: Path
         await pool.close()
         await conn.close()
 
-    from aetherlens.api.auth.keys import signing_secret
+    from aetherlens.auth.keys import signing_secret
 
     secret = signing_secret(settings)
     path = settings.data_dir / SECRET_FILE

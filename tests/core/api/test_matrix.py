@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from aetherlens.api.app import SPECS_KEY
-from aetherlens.api.auth.principal import ROLE_SCOPES, SCOPES
+from aetherlens.api.openapi import SPECS_KEY
 from aetherlens.api.routing import RouteSpec
+from aetherlens.auth.principal import ROLE_SCOPES, SCOPES
 
 from .conftest import Api, MakeApi
 

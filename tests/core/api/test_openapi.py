@@ -7,7 +7,7 @@ import re
 import jsonschema
 from schemathesis.specs.openapi.definitions import OPENAPI_31
 
-from aetherlens.api.app import SPECS_KEY
+from aetherlens.api.openapi import SPECS_KEY
 
 from .conftest import MakeApi
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from aetherlens.api.websocket import CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED, StreamHub
+from aetherlens.api.stream import CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED, StreamHub
 
 from .conftest import Api, MakeApi
 

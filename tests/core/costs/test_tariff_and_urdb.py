@@ -49,7 +49,7 @@ def test_validation_names_the_field() -> None:
     _rejects(
         {**base, "seasons": {"a": {"months": list(range(1, 13))}, "b": {"months": [3]}}}, "seasons", "overlap"
     )
-    _rejects({**base, "bogus": 1}, "bogus: unknown field")
+    _rejects({**base, "bogus": 1}, "unknown field 'bogus'")
     _rejects({**base, "schedule": [{"period": "flat", "hours": "25-3"}]}, "schedule.0.hours")
     _rejects({**base, "demand": {"window_minutes": 7}}, "demand.window_minutes", "must divide 60")
     _rejects({**base, "billing_cycle_day": 31}, "billing_cycle_day")

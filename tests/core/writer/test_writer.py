@@ -162,7 +162,7 @@ async def test_queue_full_makes_producers_wait_and_try_submit_refuse(ingest_dsn:
         with pytest.raises(BackpressureError) as refused:
             await writer.try_submit(make_rows(1, "b"))
         assert refused.value.retry_after >= 1
-        assert refused.value.http_status == 503
+        assert refused.value.code == "queue_full"  # its HTTP status (503) is api/errors.py's business
         second = asyncio.create_task(writer.submit(make_rows(5, "c")))
         # Deterministic: the second producer is parked waiting for room, the first one's COPY is queued
         # behind the lock, and neither can finish while the lock is held.

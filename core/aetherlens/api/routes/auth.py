@@ -7,9 +7,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from aetherlens.api.auth.principal import SCOPES
-from aetherlens.api.auth.service import AUTH_SERVICE_KEY, AuthService, TokenPair
 from aetherlens.api.routing import ApiModel, Call, route
+from aetherlens.api.security import AUTH_SERVICE_KEY
+from aetherlens.auth import queries as q
+from aetherlens.auth.principal import SCOPES
+from aetherlens.auth.service import AuthService, TokenPair
 
 Scope = Literal["read", "ingest", "write", "control", "admin"]
 assert set(Scope.__args__) == set(SCOPES)  # type: ignore[attr-defined]
@@ -121,8 +123,6 @@ async def logout(call: Call[None, LogoutRequest | None]) -> None:
     summary="List API keys (never the keys)",
 )
 async def list_api_keys(call: Call[None, None]) -> ApiKeyList:
-    from aetherlens.api.auth import queries as q
-
     rows = await q.list_keys(call.ctx.pool)
     return ApiKeyList(items=[ApiKeyOut(**dict(r)) for r in rows])
 

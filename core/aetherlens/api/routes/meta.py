@@ -7,6 +7,7 @@ from importlib import resources
 from aiohttp import web
 
 from aetherlens.api.observe import DOCS_CSP
+from aetherlens.api.openapi import OPENAPI_KEY
 from aetherlens.api.routing import Call, route
 
 _STATIC = resources.files("aetherlens.api") / "static"
@@ -22,8 +23,6 @@ _TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
     content_type="application/json",
 )
 async def get_openapi(call: Call[None, None]) -> web.StreamResponse:
-    from aetherlens.api.app import OPENAPI_KEY
-
     return web.json_response(call.request.app[OPENAPI_KEY])
 
 

@@ -1,7 +1,7 @@
 """Plugin routes: GET /plugins, GET /plugins/{id}, POST /plugins/{id}/restart, PUT /plugins/{id}/config.
 
 Status comes from the running supervisor when there is one (live), else from the ``plugins`` table (the
-supervisor's last persisted report). Secrets are stored Fernet-encrypted (aetherlens.api.plugin_secrets)
+supervisor's last persisted report). Secrets are stored Fernet-encrypted (aetherlens.plugins.config_secrets)
 and never appear in an answer: only their names do, with the value shown as ``********``.
 """
 
@@ -12,12 +12,12 @@ from typing import Any
 
 import orjson
 
-from aetherlens.api import plugin_secrets as box
 from aetherlens.api.context import ApiContext
 from aetherlens.api.routing import Call, route
 from aetherlens.api.schemas.plugins import PluginConfigIn, PluginDetail, PluginList, PluginOut
 from aetherlens.db.queries import plugins as q
 from aetherlens.errors import NotFoundError, ValidationError
+from aetherlens.plugins import config_secrets as box
 
 NOTIFY_CHANNEL = "aetherlens_plugins"  # the supervisor listens here (restart requests from the CLI)
 

@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from aetherlens.api.auth import queries as q
-from aetherlens.api.auth.service import AUTH_SERVICE_KEY
 from aetherlens.api.routing import ApiModel, Call, route
+from aetherlens.api.security import AUTH_SERVICE_KEY
+from aetherlens.auth import queries as q
 from aetherlens.errors import NotFoundError
 
 Role = Literal["viewer", "operator", "admin"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from aetherlens.api.errors import InvalidTokenError
+from aetherlens.auth.errors import InvalidTokenError
 
 ALGORITHM = "HS256"
 ISSUER = "aetherlens"

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from aiohttp import web
-
 SCOPES: Final = ("read", "ingest", "write", "control", "admin")
 ROLES: Final = ("viewer", "operator", "admin")
 ROLE_SCOPES: Final[dict[str, frozenset[str]]] = {
@@ -23,6 +21,9 @@ class Principal:
     name: str
     scopes: frozenset[str]
     session_id: str | None = None
+    # When the credential itself expires (JWT ``exp``, API key ``expires_at``), epoch seconds; long-lived
+    # connections (the WebSocket stream) re-check it.
+    expires_at: float | None = None
 
     def allows(self, scope: str) -> bool:
         # `admin` is "all" (the admin role has every scope; an admin key likewise).
@@ -31,6 +32,3 @@ class Principal:
     @property
     def rate_key(self) -> str:
         return f"{self.kind}:{self.id}"
-
-
-PRINCIPAL_KEY: Final = web.RequestKey("aetherlens_principal", Principal)

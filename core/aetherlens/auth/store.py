@@ -14,19 +14,20 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import asyncpg
 
-from aetherlens.api.auth import queries as q
-from aetherlens.api.auth.keys import API_KEY_PATTERN, digest, digests_equal
-from aetherlens.api.auth.principal import ROLE_SCOPES, Principal
-from aetherlens.api.auth.tokens import decode_access_token
-from aetherlens.api.errors import InvalidTokenError
+from aetherlens.auth import queries as q
+from aetherlens.auth.errors import InvalidTokenError
+from aetherlens.auth.keys import API_KEY_PATTERN, digest, digests_equal
+from aetherlens.auth.principal import ROLE_SCOPES, Principal
+from aetherlens.auth.tokens import decode_access_token
 
-log = logging.getLogger("aetherlens.api.auth")
+log = logging.getLogger("aetherlens.auth")
 CHANNEL: Final = "aetherlens_auth"
 
 
@@ -72,6 +73,7 @@ class CredentialStore:
         self._key_use: dict[str, float] = {}
         self._flush_lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._listeners: list[Callable[[], None]] = []
 
     # -- authentication (memory only) ----------------------------------------------------------------
     def authenticate(self, token: str) -> Principal:
@@ -85,7 +87,12 @@ class CredentialStore:
         if user is None:
             raise InvalidTokenError("access token belongs to a user that no longer exists")
         return Principal(
-            kind="user", id=user.id, name=user.name, scopes=ROLE_SCOPES[user.role], session_id=session.id
+            kind="user",
+            id=user.id,
+            name=user.name,
+            scopes=ROLE_SCOPES[user.role],
+            session_id=session.id,
+            expires_at=claims.expires_at,
         )
 
     def _authenticate_key(self, token: str) -> Principal:
@@ -97,39 +104,69 @@ class CredentialStore:
         if entry.expires_at is not None and entry.expires_at <= now:
             raise InvalidTokenError("API key has expired")
         self._key_use[entry.id] = now
-        return Principal(kind="api_key", id=entry.id, name=entry.name, scopes=entry.scopes)
+        return Principal(
+            kind="api_key", id=entry.id, name=entry.name, scopes=entry.scopes, expires_at=entry.expires_at
+        )
+
+    def is_current(self, principal: Principal) -> bool:
+        """Whether a principal authenticated earlier still holds: its key, or its session and user, are
+        still live and it has not expired. From memory, for connections that outlive one request."""
+        if principal.expires_at is not None and principal.expires_at <= time.time():
+            return False
+        if principal.kind == "api_key":
+            return any(k.id == principal.id for k in self.keys.values())
+        session = self.sessions.get(principal.session_id or "")
+        return session is not None and session.user_id == principal.id and principal.id in self.users
+
+    # -- change notifications ------------------------------------------------------------------------
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """``callback()`` runs after every change of the snapshot: made here, or reloaded after another
+        process's change (NOTIFY) or the periodic refresh. It must not block."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(callback)
+
+    def _changed(self) -> None:
+        self._version += 1
+        for callback in list(self._listeners):
+            try:
+                callback()
+            except Exception:  # one listener's bug must not stop the others or the caller's change
+                log.exception("credential change listener failed")
 
     def user_by_name(self, name: str) -> UserEntry | None:
         return next((u for u in self.users.values() if u.name == name), None)
 
     # -- updates made by this process ----------------------------------------------------------------
     def put_user(self, user: UserEntry) -> None:
-        self._version += 1
         self.users[user.id] = user
+        self._changed()
 
     def drop_user(self, user_id: str) -> None:
-        self._version += 1
         self.users.pop(user_id, None)
         for sid in [s.id for s in self.sessions.values() if s.user_id == user_id]:
             del self.sessions[sid]
+        self._changed()
 
     def put_session(self, session: SessionEntry) -> None:
-        self._version += 1
         self.sessions[session.id] = session
+        self._changed()
 
     def drop_sessions(self, session_ids: list[str]) -> None:
-        self._version += 1
         for sid in session_ids:
             self.sessions.pop(sid, None)
+        self._changed()
 
     def put_key(self, key: KeyEntry) -> None:
-        self._version += 1
         self.keys[key.prefix] = key
+        self._changed()
 
     def drop_key(self, key_id: str) -> None:
-        self._version += 1
         for prefix in [k.prefix for k in self.keys.values() if k.id == key_id]:
             del self.keys[prefix]
+        self._changed()
 
     # -- loading ---------------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -155,6 +192,7 @@ class CredentialStore:
             s["id"]: SessionEntry(s["id"], s["user_id"], _epoch(s["expires_at"])) for s in sessions
         }
         self.loaded_at = time.time()
+        self._changed()
 
     async def start(self) -> None:
         """Initial load (must succeed), then a background task that follows changes."""

@@ -1,5 +1,8 @@
 """Which plugin config values are secrets, and their storage in ``plugins.secrets``.
 
+Next to the plugins (not in the API) because both the supervisor, which decrypts them to configure a
+plugin, and ``PUT /plugins/{id}/config``, which encrypts them, need it; nothing here is HTTP.
+
 Encryption itself is the shared :class:`aetherlens.secrets.SecretBox` (Fernet, key file 0600 in
 ``data_dir``). Secrets are string values whose key the manifest's JSON Schema marks (``writeOnly`` or
 ``format: password``) or whose name looks like a credential (password, secret, token, api_key, ...):

@@ -14,19 +14,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from aiohttp import web
 
-from aetherlens.api.auth import queries as q
-from aetherlens.api.auth.keys import REFRESH_PATTERN, digest, new_api_key, new_refresh_token
-from aetherlens.api.auth.passwords import hash_password_async, verify_password_async
-from aetherlens.api.auth.principal import ROLES, SCOPES
-from aetherlens.api.auth.store import CredentialStore, KeyEntry, SessionEntry, UserEntry
-from aetherlens.api.auth.tokens import issue_access_token
-from aetherlens.api.errors import InvalidTokenError
+from aetherlens.auth import queries as q
+from aetherlens.auth.errors import InvalidTokenError
+from aetherlens.auth.keys import REFRESH_PATTERN, digest, new_api_key, new_refresh_token
+from aetherlens.auth.passwords import hash_password_async, verify_password_async
+from aetherlens.auth.principal import ROLES, SCOPES
+from aetherlens.auth.store import CredentialStore, KeyEntry, SessionEntry, UserEntry
+from aetherlens.auth.tokens import issue_access_token
 from aetherlens.config import Settings
 from aetherlens.errors import AuthenticationError, ConflictError, NotFoundError, ValidationError
 
-log = logging.getLogger("aetherlens.api.auth")
+log = logging.getLogger("aetherlens.auth")
 ADMIN_USER = "admin"
 
 
@@ -212,6 +211,3 @@ async def ensure_admin(pool: asyncpg.Pool, settings: Settings) -> str | None:
         return None
     log.info("created user 'admin'")
     return None if configured else password
-
-
-AUTH_SERVICE_KEY = web.AppKey("aetherlens_auth_service", AuthService)

@@ -1,1 +1,0 @@
-"""Authentication and authorisation: users, passwords, JWTs, refresh sessions, API keys, roles/scopes."""
