@@ -41,11 +41,6 @@ class RateLimitedError(AetherLensError):
         self.retry_after = retry_after
 
 
-class PayloadTooLargeError(AetherLensError):
-    code = "payload_too_large"
-    http_status = 413
-
-
 # aiohttp's exceptions by status -> our codes (the envelope's code is snake_case by contract).
 _HTTP_CODES = {
     400: "bad_request",

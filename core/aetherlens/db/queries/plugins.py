@@ -13,7 +13,6 @@ from typing import Any, Final
 import orjson
 
 from aetherlens.db.queries import Queryable
-from aetherlens.errors import NotFoundError
 
 _COLUMNS: Final = "id, enabled, config::text, status::text"
 
@@ -41,13 +40,6 @@ async def list_plugins(db: Queryable) -> list[PluginRow]:
 async def get_plugin(db: Queryable, plugin_id: str) -> PluginRow | None:
     row = await db.fetchrow(f"SELECT {_COLUMNS} FROM plugins WHERE id = $1", plugin_id)
     return None if row is None else _plugin(row)
-
-
-async def require_plugin(db: Queryable, plugin_id: str) -> PluginRow:
-    found = await get_plugin(db, plugin_id)
-    if found is None:
-        raise NotFoundError(f"plugin {plugin_id!r} not found", details={"plugin_id": plugin_id})
-    return found
 
 
 async def secrets_blob(db: Queryable, plugin_id: str) -> bytes | None:
