@@ -30,7 +30,7 @@ from aetherlens.db.database import Database, open_database
 from aetherlens.db.retention import RetentionJob, apply_retention_settings
 from aetherlens.db.rollups import RollupJob
 from aetherlens.db.writer import Row, Writer
-from aetherlens.models import DEVICE_ID_PATTERN, DEVICE_TYPES, Metric
+from aetherlens.models import Metric
 from aetherlens.plugins.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -39,14 +39,6 @@ ROLLUP_INTERVAL = 60.0
 RETENTION_INTERVAL = 3600.0
 COST_INTERVAL = 60.0
 DISCOVERY_WAIT_STEPS = 120  # x 0.5 s: how long discovery waits for a plugin to be running
-
-# Discovered names and types replace the placeholders of auto-registration (name = id), never a name a
-# user gave the device.
-_UPSERT_DISCOVERED = """
-INSERT INTO devices (id, name, type, source) VALUES ($1, $2, $3, $4)
-ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, type = EXCLUDED.type, source = EXCLUDED.source
-WHERE devices.name = devices.id
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,15 +183,8 @@ class Core:
             except Exception as exc:  # a plugin's failure is its own; the core carries on
                 log.warning("device discovery of plugin %s failed: %s", plugin_id, exc)
                 continue
-            rows = [
-                (str(d["id"]), str(d.get("name") or d["id"]), _device_type(d.get("type")), plugin_id)
-                for d in found
-                if isinstance(d, dict) and DEVICE_ID_PATTERN.match(str(d.get("id", "")))
-            ]
-            await self.database.pool.executemany(_UPSERT_DISCOVERED, rows)
-            for row in rows:
-                self.collector.remember_device(row[0])
-            log.info("plugin %s discovered %d device(s)", plugin_id, len(rows))
+            count = await self.collector.registry.register_discovered(plugin_id, found)
+            log.info("plugin %s discovered %d device(s)", plugin_id, count)
 
     @staticmethod
     def _has_exporters(supervisor: Supervisor) -> bool:
@@ -232,10 +217,6 @@ def _metric_event(row: Row) -> dict[str, Any]:
         "value": row[3],
         "unit": row[4],
     }
-
-
-def _device_type(value: object) -> str:
-    return value if isinstance(value, str) and value in DEVICE_TYPES else "other"
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:

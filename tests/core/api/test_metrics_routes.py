@@ -140,10 +140,12 @@ async def test_full_write_queue_is_503_with_retry_after(ingest_api: IngestApi) -
     first = asyncio.create_task(
         api.client.post("/api/v1/metrics", json={"metrics": [metric(0), metric(1)]}, headers=h)
     )
-    for _ in range(200):
+    for _ in range(1000):
         if writer.status()["queue_depth"]:
             break
         await asyncio.sleep(0.01)
+    else:  # without the first batch queued the 503 below would prove nothing
+        pytest.fail("the first batch never reached the write queue")
     resp = await api.client.post("/api/v1/metrics", json={"metrics": [metric(5)]}, headers=h)
     assert resp.status == 503, await resp.text()
     assert int(resp.headers["Retry-After"]) >= 1
