@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from aetherlens.config import Settings
 from aetherlens.db.queries import plugins as plugin_rows
 from aetherlens.errors import NotFoundError, PluginError
+from aetherlens.keyfile import write_private_file
 from aetherlens.plugins.discovery import DiscoveredPlugin, discover, inspect_directory
 from aetherlens.plugins.manifest import validate_config
 from aetherlens.plugins.signing import generate_keypair, load_private_key, public_key_text, sign_directory
@@ -144,11 +144,10 @@ def _keygen(args: argparse.Namespace, settings: Settings) -> int:
         print(public)
         return 0
     target: Path = args.output
-    if target.exists():
-        raise PluginError(f"{target} exists; refusing to overwrite a key")
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
+    try:
+        write_private_file(target, pem)
+    except FileExistsError:
+        raise PluginError(f"{target} exists; refusing to overwrite a key") from None
     print(public)
     print(f"private key written to {target}; add the public key to plugins.trusted_keys", file=sys.stderr)
     return 0
