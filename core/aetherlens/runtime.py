@@ -16,12 +16,11 @@ from typing import Any
 
 import asyncpg
 import orjson
-from aiohttp import web
 
 from aetherlens import __version__
-from aetherlens.api.app import create_app
 from aetherlens.api.auth.service import ensure_admin
 from aetherlens.api.context import ApiContext
+from aetherlens.api.server import ApiServer
 from aetherlens.collect import Collector
 from aetherlens.config import Settings
 from aetherlens.costs import service as cost_service
@@ -64,7 +63,7 @@ class Core:
         self.collector: Collector | None = None
         self.supervisor: Supervisor | None = None
         self.context: ApiContext | None = None
-        self._runner: web.AppRunner | None = None
+        self._server: ApiServer | None = None
         self._jobs: list[asyncio.Task[None]] = []
         self._cost_job: CostJob | None = None
 
@@ -113,21 +112,18 @@ class Core:
             asyncio.create_task(self._register_discovered_devices(), name="discovery"),
         ]
 
-        app = create_app(self.context)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
+        self._server = ApiServer(self.context)
         bind_host = host or settings.api.host
-        site = web.TCPSite(self._runner, bind_host, settings.api.port if port is None else port)
-        await site.start()
-        bound_port = self._bound_port(site)
+        bound_port = await self._server.start(bind_host, settings.api.port if port is None else port)
         url = f"http://{bind_host}:{bound_port}"
         elapsed = time.monotonic() - began
         log.info("AetherLens %s listening on %s (started in %.2f s)", __version__, url, elapsed)
         return Started(url=url, admin_password=admin_password, startup_seconds=elapsed)
 
     @property
-    def app(self) -> web.Application | None:
-        return self._runner.app if self._runner is not None else None
+    def api_server(self) -> ApiServer | None:
+        """The API while it is up (``api_server.app`` is the aiohttp application)."""
+        return self._server
 
     async def stop(self) -> None:
         """Stop in reverse order; each step runs even if an earlier one failed."""
@@ -136,7 +132,7 @@ class Core:
         await asyncio.gather(*self._jobs, return_exceptions=True)
         self._jobs = []
         steps: list[tuple[str, Callable[[], Awaitable[Any]] | None]] = [
-            ("api", self._runner.cleanup if self._runner else None),
+            ("api", self._server.stop if self._server else None),
             ("plugins", self.supervisor.stop if self.supervisor else None),
             ("writer", self.writer.close if self.writer else None),
             ("database", self.database.close if self.database else None),
@@ -148,7 +144,7 @@ class Core:
                 await step()
             except Exception:
                 log.exception("stopping %s failed", name)
-        self._runner = None
+        self._server = None
 
     def _on_written(self, rows: Sequence[Row]) -> None:
         """Feed committed metrics to the WebSocket stream and to export plugins."""
@@ -200,12 +196,6 @@ class Core:
             except Exception:  # a background job must outlive a failed pass (e.g. a database restart)
                 log.exception("background job failed; retrying in %.0f s", interval)
             await asyncio.sleep(interval)
-
-    @staticmethod
-    def _bound_port(site: web.TCPSite) -> int:
-        server = site._server  # aiohttp exposes the bound sockets only here (port 0 = any free port)
-        sockets = getattr(server, "sockets", None) or []
-        return int(sockets[0].getsockname()[1]) if sockets else int(site._port)
 
 
 def _metric_event(row: Row) -> dict[str, Any]:

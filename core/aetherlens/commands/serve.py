@@ -117,8 +117,8 @@ async def _install_demo_tariff(core: Core, settings: Settings) -> None:
 
 async def _fresh_demo_key(core: Core) -> str:
     """Each demo start shows a new key: the previous demo key is revoked (only digests are stored)."""
-    assert core.database is not None and core.app is not None
-    service = core.app[AUTH_SERVICE_KEY]
+    assert core.database is not None and core.api_server is not None
+    service = core.api_server.app[AUTH_SERVICE_KEY]
     for row in await auth_queries.list_keys(core.database.pool):
         if row["name"] == DEMO_KEY_NAME:
             await service.revoke_key(str(row["id"]))
