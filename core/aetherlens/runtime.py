@@ -26,6 +26,7 @@ from aetherlens.config import Settings
 from aetherlens.costs import service as cost_service
 from aetherlens.costs.job import CostJob
 from aetherlens.db.database import Database, open_database
+from aetherlens.db.migrations import instance_id
 from aetherlens.db.retention import RetentionJob, apply_retention_settings
 from aetherlens.db.rollups import RollupJob
 from aetherlens.db.writer import Row, Writer
@@ -76,7 +77,7 @@ class Core:
         async with pool.acquire() as conn:
             await apply_retention_settings(conn, capabilities, settings.retention)
         admin_password = await ensure_admin(pool, settings)
-        instance_id = await pool.fetchval("SELECT value FROM core_state WHERE key = 'instance_id'")
+        instance = await instance_id(pool)
 
         self.writer = Writer(pool, settings.writer, settings.data_dir / "spool")
         await self.writer.start()
@@ -92,7 +93,7 @@ class Core:
             collector=self.collector,
             writer=self.writer,
             supervisor=self.supervisor,
-            instance_id=str(instance_id),
+            instance_id=instance,
             version=__version__,
         )
         self.writer.add_listener(self._on_written)

@@ -188,3 +188,15 @@ async def current_values(db: Queryable) -> dict[str, list[CurrentValue]]:
     for device_id, metric_type, value, unit, time in rows:
         grouped.setdefault(device_id, []).append(CurrentValue(metric_type, value, unit, time))
     return grouped
+
+
+async def last_counter_readings(db: Queryable, source: str) -> list[tuple[str, str, float, float]]:
+    """Latest stored energy counters of the devices ``source`` registered: (device, type, value, epoch s).
+    The demo resumes its simulated meters from these."""
+    rows = await db.fetch(
+        """SELECT l.device_id, l.metric_type, l.value, extract(epoch FROM l.time)::float8
+           FROM metrics_latest AS l JOIN devices AS d ON d.id = l.device_id
+           WHERE d.source = $1 AND l.metric_type IN ('energy', 'energy_exported')""",
+        source,
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
