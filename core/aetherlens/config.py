@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+import pwd
 import re
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -18,7 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 from aetherlens.errors import ConfigError, describe_validation_error, validation_message
 
@@ -33,6 +37,28 @@ _ENV_ALIASES = {
 # Variables that are not settings keys but are read by the loader or by tools around it.
 _LOADER_ENV = {"AETHERLENS_CONFIG", "AETHERLENS_MIGRATIONS_DIR", *_ENV_ALIASES}
 _VAR_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# The environment the settings being built read (``load_settings(env=...)``); None = the process's.
+# A context variable, not a rewrite of os.environ: another thread or task reading the environment while
+# settings are built must see the process's real environment.
+_BUILD_ENV: ContextVar[Mapping[str, str] | None] = ContextVar("aetherlens_settings_env", default=None)
+
+
+def _environ() -> Mapping[str, str]:
+    given = _BUILD_ENV.get()
+    return os.environ if given is None else given
+
+
+class _GivenEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source reading a given mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._given = environ  # set before super().__init__, which loads the variables
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._given, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
 
 
 class _Section(BaseModel):
@@ -179,6 +205,9 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment beats the YAML file, which arrives as init kwargs; no .env or secrets dir.
+        given = _BUILD_ENV.get()
+        if given is not None:
+            env_settings = _GivenEnvSource(settings_cls, given)
         return (env_settings, init_settings)
 
     @property
@@ -191,7 +220,7 @@ class Settings(BaseSettings):
 
 
 def _system_timezone() -> str:
-    tz = os.environ.get("TZ")
+    tz = _environ().get("TZ")
     if tz and tz in available_timezones():
         return tz
     try:
@@ -206,7 +235,9 @@ def _system_timezone() -> str:
 def _default_data_dir() -> Path:
     if os.geteuid() == 0:
         return Path("/var/lib/aetherlens")
-    return Path.home() / ".local" / "share" / "aetherlens"
+    # Path.home() would read the process's HOME; the environment being built from decides.
+    home = _environ().get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
+    return Path(home) / ".local" / "share" / "aetherlens"
 
 
 def substitute_env(value: Any, env: dict[str, str], where: str = "") -> Any:
@@ -283,17 +314,12 @@ def load_settings(
     for variable, (section, key) in _ENV_ALIASES.items():
         if environ.get(variable):
             data.setdefault(section, {})[key] = environ[variable]
-    saved = dict(os.environ)
+    token = _BUILD_ENV.set(environ) if env is not None else None
     try:
-        if env is not None:
-            # pydantic-settings reads os.environ; present the caller's environment for this build only.
-            os.environ.clear()
-            os.environ.update(environ)
         return Settings(**data)
     except pydantic.ValidationError as exc:
         problems = validation_message(describe_validation_error(exc, noun="config key", show_input=True))
         raise ConfigError(f"invalid configuration: {problems}", details={"errors": problems}) from None
     finally:
-        if env is not None:
-            os.environ.clear()
-            os.environ.update(saved)
+        if token is not None:
+            _BUILD_ENV.reset(token)

@@ -15,13 +15,11 @@ from typing import Any
 
 import asyncpg
 import orjson
-from aiohttp import web
 
 from aetherlens import __version__
-from aetherlens.api.app import create_app
 from aetherlens.api.context import ApiContext
 from aetherlens.api.security import AUTH_SERVICE_KEY
-from aetherlens.api.server import ApiRunner
+from aetherlens.api.server import ApiServer
 from aetherlens.api.stream import publish_written
 from aetherlens.auth.service import AuthService, ensure_admin
 from aetherlens.collect import Collector
@@ -29,10 +27,11 @@ from aetherlens.config import Settings
 from aetherlens.costs import service as cost_service
 from aetherlens.costs.job import CostJob
 from aetherlens.db.database import Database, open_database
+from aetherlens.db.migrations import instance_id
 from aetherlens.db.retention import RetentionJob, apply_retention_settings
 from aetherlens.db.rollups import RollupJob
 from aetherlens.db.writer import Row, Writer
-from aetherlens.models import DEVICE_ID_PATTERN, DEVICE_TYPES, Metric
+from aetherlens.models import Metric
 from aetherlens.plugins.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -41,14 +40,6 @@ ROLLUP_INTERVAL = 60.0
 RETENTION_INTERVAL = 3600.0
 COST_INTERVAL = 60.0
 DISCOVERY_WAIT_STEPS = 120  # x 0.5 s: how long discovery waits for a plugin to be running
-
-# Discovered names and types replace the placeholders of auto-registration (name = id), never a name a
-# user gave the device.
-_UPSERT_DISCOVERED = """
-INSERT INTO devices (id, name, type, source) VALUES ($1, $2, $3, $4)
-ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, type = EXCLUDED.type, source = EXCLUDED.source
-WHERE devices.name = devices.id
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +65,7 @@ class Core:
         self.collector: Collector | None = None
         self.supervisor: Supervisor | None = None
         self.context: ApiContext | None = None
-        self._runner: web.AppRunner | None = None
+        self._server: ApiServer | None = None
         self._jobs: list[asyncio.Task[None]] = []
         self._cost_job: CostJob | None = None
 
@@ -87,7 +78,7 @@ class Core:
         async with pool.acquire() as conn:
             await apply_retention_settings(conn, capabilities, settings.retention)
         admin_password = await ensure_admin(pool, settings)
-        instance_id = await pool.fetchval("SELECT value FROM core_state WHERE key = 'instance_id'")
+        instance = await instance_id(pool)
 
         self.writer = Writer(pool, settings.writer, settings.data_dir / "spool")
         await self.writer.start()
@@ -105,7 +96,7 @@ class Core:
             writer=self.writer,
             supervisor=self.supervisor,
             cost_job=self._cost_job,
-            instance_id=str(instance_id),
+            instance_id=instance,
             version=__version__,
         )
         self.writer.add_listener(self._on_written)
@@ -124,27 +115,24 @@ class Core:
             asyncio.create_task(self._register_discovered_devices(), name="discovery"),
         ]
 
-        app = create_app(self.context)
-        self._runner = ApiRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
+        self._server = ApiServer(self.context)
         bind_host = host or settings.api.host
-        site = web.TCPSite(self._runner, bind_host, settings.api.port if port is None else port)
-        await site.start()
-        bound_port = self._bound_port(site)
+        bound_port = await self._server.start(bind_host, settings.api.port if port is None else port)
         url = f"http://{bind_host}:{bound_port}"
         elapsed = time.monotonic() - began
         log.info("AetherLens %s listening on %s (started in %.2f s)", __version__, url, elapsed)
         return Started(url=url, admin_password=admin_password, startup_seconds=elapsed)
 
     @property
-    def app(self) -> web.Application | None:
-        return self._runner.app if self._runner is not None else None
+    def api_server(self) -> ApiServer | None:
+        """The API while it is up (``api_server.app`` is the aiohttp application)."""
+        return self._server
 
     @property
     def auth(self) -> AuthService:
         """The running API's auth service (its changes reach the in-memory credentials at once)."""
-        assert self.app is not None, "the core is not started"
-        return self.app[AUTH_SERVICE_KEY]
+        assert self._server is not None, "the core is not started"
+        return self._server.app[AUTH_SERVICE_KEY]
 
     async def stop(self) -> None:
         """Stop in reverse order; each step runs even if an earlier one failed."""
@@ -153,7 +141,7 @@ class Core:
         await asyncio.gather(*self._jobs, return_exceptions=True)
         self._jobs = []
         steps: list[tuple[str, Callable[[], Awaitable[Any]] | None]] = [
-            ("api", self._runner.cleanup if self._runner else None),
+            ("api", self._server.stop if self._server else None),
             ("plugins", self.supervisor.stop if self.supervisor else None),
             ("writer", self.writer.close if self.writer else None),
             ("database", self.database.close if self.database else None),
@@ -165,7 +153,7 @@ class Core:
                 await step()
             except Exception:
                 log.exception("stopping %s failed", name)
-        self._runner = None
+        self._server = None
 
     def _on_written(self, rows: Sequence[Row]) -> None:
         """Feed committed metrics to the WebSocket stream and to export plugins."""
@@ -201,15 +189,8 @@ class Core:
             except Exception as exc:  # a plugin's failure is its own; the core carries on
                 log.warning("device discovery of plugin %s failed: %s", plugin_id, exc)
                 continue
-            rows = [
-                (str(d["id"]), str(d.get("name") or d["id"]), _device_type(d.get("type")), plugin_id)
-                for d in found
-                if isinstance(d, dict) and DEVICE_ID_PATTERN.match(str(d.get("id", "")))
-            ]
-            await self.database.pool.executemany(_UPSERT_DISCOVERED, rows)
-            for row in rows:
-                self.collector.remember_device(row[0])
-            log.info("plugin %s discovered %d device(s)", plugin_id, len(rows))
+            count = await self.collector.registry.register_discovered(plugin_id, found)
+            log.info("plugin %s discovered %d device(s)", plugin_id, count)
 
     @staticmethod
     def _has_exporters(supervisor: Supervisor) -> bool:
@@ -225,16 +206,6 @@ class Core:
             except Exception:  # a background job must outlive a failed pass (e.g. a database restart)
                 log.exception("background job failed; retrying in %.0f s", interval)
             await asyncio.sleep(interval)
-
-    @staticmethod
-    def _bound_port(site: web.TCPSite) -> int:
-        server = site._server  # aiohttp exposes the bound sockets only here (port 0 = any free port)
-        sockets = getattr(server, "sockets", None) or []
-        return int(sockets[0].getsockname()[1]) if sockets else int(site._port)
-
-
-def _device_type(value: object) -> str:
-    return value if isinstance(value, str) and value in DEVICE_TYPES else "other"
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:

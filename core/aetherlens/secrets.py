@@ -15,8 +15,8 @@ from typing import Any, Final
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from aetherlens.auth.keys import write_private_file
 from aetherlens.errors import ConfigError
+from aetherlens.keyfile import read_or_create_private_file
 
 KEY_FILE: Final = "secrets.key"
 PREFIX: Final = "enc:v1:"
@@ -34,13 +34,8 @@ class SecretBox:
 
     @classmethod
     def for_data_dir(cls, data_dir: Path) -> SecretBox:
-        path = data_dir / KEY_FILE
-        try:
-            key = path.read_bytes().strip()
-        except FileNotFoundError:
-            key = Fernet.generate_key()
-            write_private_file(path, key)
-        return cls(key)
+        # Two processes creating the key at once must share it, or one's secrets are unreadable later.
+        return cls(read_or_create_private_file(data_dir / KEY_FILE, Fernet.generate_key))
 
     def encrypt(self, value: str) -> str:
         if is_reference(value) or value.startswith(PREFIX):

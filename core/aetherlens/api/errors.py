@@ -48,10 +48,6 @@ class RateLimitedError(AetherLensError):
         self.retry_after = retry_after
 
 
-class PayloadTooLargeError(AetherLensError):
-    code = "payload_too_large"
-
-
 # Exception type -> HTTP status. A subclass not listed takes the status of its nearest listed base (in
 # MRO order), so a new domain exception needs an entry only when its status differs from its base's.
 STATUS_BY_ERROR: Final[dict[type[AetherLensError], int]] = {
@@ -63,7 +59,6 @@ STATUS_BY_ERROR: Final[dict[type[AetherLensError], int]] = {
     PermissionDeniedError: 403,
     NotFoundError: 404,
     ConflictError: 409,  # NotControllableError ...
-    PayloadTooLargeError: 413,
     RateLimitedError: 429,
     DatabaseError: 503,
     BackpressureError: 503,

@@ -9,46 +9,28 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import secrets
-from pathlib import Path
 from typing import Final
 
 from aetherlens.config import Settings
+from aetherlens.keyfile import read_or_create_private_file
 
 SECRET_FILE: Final = "auth_secret.key"  # noqa: S105 - a file name, not a secret
 API_KEY_PATTERN: Final = re.compile(r"^al_([0-9a-f]{8})_([A-Za-z0-9_-]{43})$")
 REFRESH_PATTERN: Final = re.compile(r"^rt_[A-Za-z0-9_-]{43}$")
 
 
-def write_private_file(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 from the first byte (no window where others could read it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.chmod(0o600)
-    tmp.replace(path)
-
-
 def signing_secret(settings: Settings) -> bytes:
-    """``auth.secret_key`` if configured, else the key file in data_dir (created on first use, 0600)."""
+    """``auth.secret_key`` if configured, else the key file in data_dir (created on first use, 0600; two
+    processes starting at once end up with the same secret)."""
     if settings.auth.secret_key:
         return settings.auth.secret_key.encode()
-    path = settings.data_dir / SECRET_FILE
-    try:
-        data = path.read_bytes().strip()
-    except FileNotFoundError:
-        data = b""
-    if len(data) < 32:
-        data = secrets.token_urlsafe(48).encode()
-        write_private_file(path, data)
-    return data
+    return read_or_create_private_file(
+        settings.data_dir / SECRET_FILE,
+        lambda: secrets.token_urlsafe(48).encode(),
+        valid=lambda data: len(data) >= 32,
+    )
 
 
 def digest(secret_key: bytes, token: str) -> str:

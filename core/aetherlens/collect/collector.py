@@ -40,6 +40,8 @@ class Collector:
         self.validator = Validator(
             self.units, settings.collector.max_future_seconds, settings.retention.raw_days
         )
+        # The core's one device registry: the API and plugin discovery change devices through it too, so
+        # the ids this collector takes as known are always the ones the table has.
         self.registry = DeviceRegistry(pool, auto_register=settings.collector.auto_register_devices)
 
     async def start(self) -> None:
@@ -79,12 +81,6 @@ class Collector:
             for category in checked.categories:
                 m.REJECTED.labels(category).inc()
         return SubmitResult(accepted=len(rows), rejected=rejected)
-
-    def forget_device(self, device_id: str) -> None:
-        self.registry.forget(device_id)
-
-    def remember_device(self, device_id: str) -> None:
-        self.registry.remember(device_id)
 
 
 def _drop_refused(

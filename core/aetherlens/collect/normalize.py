@@ -76,10 +76,6 @@ class UnitTable:
         return "unit", f"unit {unit!r} is not accepted for {metric_type} (accepted: {', '.join(accepted)})"
 
 
-def convert(value: float, scale: float, offset: float) -> float:
-    return value * scale + offset
-
-
 _EPOCH_MAX: Final = 253402300799.0  # 9999-12-31T23:59:59Z, the end of datetime's range
 
 

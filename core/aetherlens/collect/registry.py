@@ -1,37 +1,37 @@
-"""Device enrichment: which device ids exist, auto-registering unknown ones (or refusing them).
+"""The one device registry: API CRUD, the collector's auto-registration and plugin discovery all go
+through a ``DeviceRegistry``, so the collector's id cache changes with every change of ``devices``.
 
-The hot path asks only an in-memory set; the database is asked once per *new* id. Ingest keeps working
-while the database is down (CONTRACT.md): with auto-registration on, new ids are accepted at once and
-registered when the database answers again; with it off, an id that cannot be checked is refused.
+The SQL is ``aetherlens.db.queries.devices`` (the table's one owner). The hot path asks only the
+in-memory set; the database is asked once per *new* id. Ingest keeps working while the database is down
+(CONTRACT.md): with auto-registration on, new ids are accepted at once and registered when the database
+answers again; with it off, an id that cannot be checked is refused.
+
+A deleted device leaves the cache in the same call, so its next metric is refused (auto-registration off)
+or registers it again (on) instead of being written under an id the registry no longer has.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
 
-import asyncpg
-
+from aetherlens.db.connection import PoolOrConnection, connection
 from aetherlens.db.outage import DATABASE_UNREACHABLE
+from aetherlens.db.queries import devices as q
+from aetherlens.models import DEVICE_ID_PATTERN, DEVICE_TYPES
 
 log = logging.getLogger(__name__)
 
 _QUERY_TIMEOUT: Final = 2.0
 _RETRY_SECONDS: Final = 5.0
 
-_REGISTER: Final = """
-INSERT INTO devices (id, name, type, source)
-SELECT u.id, u.id, 'other', u.source FROM unnest($1::text[], $2::text[]) AS u(id, source)
-ON CONFLICT (id) DO NOTHING
-"""
-_EXISTING: Final = "SELECT id FROM devices WHERE id = ANY($1::text[])"
-
 
 class DeviceRegistry:
-    def __init__(self, pool: asyncpg.Pool, *, auto_register: bool) -> None:
-        self.pool = pool
+    def __init__(self, db: PoolOrConnection, *, auto_register: bool) -> None:
+        self.db = db
         self.auto_register = auto_register
         self.known: set[str] = set()
         self._unregistered: dict[str, str] = {}  # accepted during an outage: id -> source
@@ -40,21 +40,60 @@ class DeviceRegistry:
     async def load(self) -> None:
         """Fill the cache from ``devices``; an unreachable database leaves it empty (filled lazily)."""
         try:
-            async with self.pool.acquire(timeout=_QUERY_TIMEOUT) as conn:
-                rows = await conn.fetch("SELECT id FROM devices", timeout=_QUERY_TIMEOUT)
+            async with asyncio.timeout(_QUERY_TIMEOUT), connection(self.db, timeout=_QUERY_TIMEOUT) as conn:
+                ids = await q.all_ids(conn)
         except DATABASE_UNREACHABLE as exc:
             log.warning("device registry not loaded (%s); ids are checked as they arrive", exc)
             return
-        self.known.update(r["id"] for r in rows)
+        self.known.update(ids)
 
-    def forget(self, device_id: str) -> None:
-        """A device was deleted: its next metric registers it again (or is refused)."""
+    # -- CRUD (the API) ----------------------------------------------------------------------------------
+    async def list_all(self) -> list[q.Device]:
+        return await q.list_devices(self.db)
+
+    async def get(self, device_id: str) -> q.Device:
+        return await q.get_device(self.db, device_id)
+
+    async def create(
+        self,
+        *,
+        device_id: str,
+        name: str,
+        type: str = "other",
+        room: str | None = None,
+        source: str | None = "api",
+        tags: dict[str, str] | None = None,
+    ) -> q.Device:
+        device = await q.create_device(
+            self.db, device_id=device_id, name=name, type=type, room=room, source=source, tags=tags
+        )
+        self.known.add(device.id)
+        return device
+
+    async def update(self, device_id: str, changes: dict[str, Any]) -> q.Device:
+        return await q.update_device(self.db, device_id, changes)
+
+    async def delete(self, device_id: str) -> None:
+        """Remove the device; its stored metrics stay. Ingest stops taking it as known at once."""
+        await q.delete_device(self.db, device_id)
         self.known.discard(device_id)
+        self._unregistered.pop(device_id, None)
 
-    def remember(self, device_id: str) -> None:
-        """A device was created elsewhere (API): no need to ask the database about it."""
-        self.known.add(device_id)
+    # -- plugin discovery --------------------------------------------------------------------------------
+    async def register_discovered(self, plugin_id: str, found: Iterable[object]) -> int:
+        """Register what a plugin's discovery answered (dicts with ``id`` and optional ``name``, ``type``);
+        entries without a valid id are skipped. Returns how many were registered or refreshed."""
+        rows = [
+            (str(d["id"]), str(d.get("name") or d["id"]), _device_type(d.get("type")))
+            for d in found
+            if isinstance(d, Mapping) and DEVICE_ID_PATTERN.fullmatch(str(d.get("id", "")))
+        ]
+        if rows:
+            await q.upsert_discovered(self.db, rows, plugin_id)
+            self.known.update(row[0] for row in rows)
+        return len(rows)
 
+    # -- the collector's hot path ------------------------------------------------------------------------
     async def resolve(self, unknown: Iterable[str], source: str) -> dict[str, str]:
         """Make ``unknown`` ids known. Returns the refused ones with a reason (auto-registration off and
         the device does not exist, or the registry cannot be asked)."""
@@ -63,13 +102,13 @@ class DeviceRegistry:
         if not ids:
             return {}
         try:
-            async with self.pool.acquire(timeout=_QUERY_TIMEOUT) as conn:
+            async with asyncio.timeout(_QUERY_TIMEOUT), connection(self.db, timeout=_QUERY_TIMEOUT) as conn:
                 if self.auto_register:
-                    await conn.execute(_REGISTER, ids, [source] * len(ids), timeout=_QUERY_TIMEOUT)
+                    await q.register_placeholders(conn, dict.fromkeys(ids, source))
                     found = set(ids)
                     log.info("registered %d new device(s) from %s", len(ids), source)
                 else:
-                    found = {r["id"] for r in await conn.fetch(_EXISTING, ids, timeout=_QUERY_TIMEOUT)}
+                    found = await q.existing_ids(conn, ids)
         except DATABASE_UNREACHABLE as exc:
             if self.auto_register:
                 # Accept now (the metrics are spooled anyway); register when the database is back.
@@ -99,15 +138,20 @@ class DeviceRegistry:
         """Register ids accepted during an outage, at most every few seconds while it lasts."""
         if not self._unregistered or time.monotonic() < self._retry_at:
             return
-        ids = sorted(self._unregistered)
+        pending = dict(self._unregistered)
         try:
-            async with self.pool.acquire(timeout=_QUERY_TIMEOUT) as conn:
-                await conn.execute(
-                    _REGISTER, ids, [self._unregistered[i] for i in ids], timeout=_QUERY_TIMEOUT
-                )
+            async with asyncio.timeout(_QUERY_TIMEOUT), connection(self.db, timeout=_QUERY_TIMEOUT) as conn:
+                await q.register_placeholders(conn, pending)
         except DATABASE_UNREACHABLE:
             self._retry_at = time.monotonic() + _RETRY_SECONDS
             return
-        log.info("registered %d device(s) first seen while the database was away", len(ids))
-        for device_id in ids:
+        log.info("registered %d device(s) first seen while the database was away", len(pending))
+        for device_id in pending:
             self._unregistered.pop(device_id, None)
+
+
+def _device_type(value: object) -> str:
+    return value if isinstance(value, str) and value in DEVICE_TYPES else "other"
+
+
+__all__ = ["DeviceRegistry"]

@@ -2,7 +2,7 @@
 
 ``list`` and ``validate`` read the disk only. ``status`` reads what the running core's supervisor last
 wrote to the ``plugins`` table; ``restart`` asks that supervisor over PostgreSQL NOTIFY on channel
-``aetherlens_plugins``. ``keygen`` and ``sign`` are for publishers of third-party plugins.
+``db.queries.plugins.NOTIFY_CHANNEL``. ``keygen`` and ``sign`` are for publishers of third-party plugins.
 """
 
 from __future__ import annotations
@@ -10,20 +10,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from aetherlens.config import Settings
+from aetherlens.db.queries import plugins as plugin_rows
 from aetherlens.errors import NotFoundError, PluginError
+from aetherlens.keyfile import write_private_file
 from aetherlens.plugins.discovery import DiscoveredPlugin, discover, inspect_directory
 from aetherlens.plugins.manifest import validate_config
 from aetherlens.plugins.signing import generate_keypair, load_private_key, public_key_text, sign_directory
-from aetherlens.plugins.supervisor import NOTIFY_CHANNEL
 
 
 def register(subparsers: Any) -> None:
@@ -146,11 +144,10 @@ def _keygen(args: argparse.Namespace, settings: Settings) -> int:
         print(public)
         return 0
     target: Path = args.output
-    if target.exists():
-        raise PluginError(f"{target} exists; refusing to overwrite a key")
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
+    try:
+        write_private_file(target, pem)
+    except FileExistsError:
+        raise PluginError(f"{target} exists; refusing to overwrite a key") from None
     print(public)
     print(f"private key written to {target}; add the public key to plugins.trusted_keys", file=sys.stderr)
     return 0
@@ -182,12 +179,8 @@ async def _with_pool(settings: Settings, work: Any) -> Any:
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    async def read(pool: Any) -> list[Any]:
-        if args.id:
-            return list(
-                await pool.fetch("SELECT id, enabled, status, updated_at FROM plugins WHERE id = $1", args.id)
-            )
-        return list(await pool.fetch("SELECT id, enabled, status, updated_at FROM plugins ORDER BY id"))
+    async def read(pool: Any) -> list[tuple[plugin_rows.PluginRow, Any]]:
+        return await plugin_rows.status_rows(pool, args.id)
 
     rows = asyncio.run(_with_pool(settings, read))
     if args.id and not rows:
@@ -195,20 +188,10 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
             f"no status for plugin '{args.id}' (has a core with that plugin run on this database?)"
         )
     items = []
-    for row in rows:
-        status = row["status"]
-        if isinstance(status, str | bytes):
-            status = orjson.loads(status)
-        status = dict(status or {})
+    for row, updated_at in rows:
+        status = dict(row.status) if isinstance(row.status, dict) else {}
         status.pop("config", None)
-        items.append(
-            {
-                **status,
-                "id": row["id"],
-                "enabled": row["enabled"],
-                "updated_at": row["updated_at"].isoformat(),
-            }
-        )
+        items.append({**status, "id": row.id, "enabled": row.enabled, "updated_at": updated_at.isoformat()})
     if args.json:
         print(json.dumps(items[0] if args.id else {"items": items}, indent=2, default=str))
         return 0
@@ -232,11 +215,10 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 def _restart(args: argparse.Namespace, settings: Settings) -> int:
     async def notify(pool: Any) -> bool:
-        known = await pool.fetchval("SELECT EXISTS (SELECT 1 FROM plugins WHERE id = $1)", args.id)
+        known = await plugin_rows.plugin_known(pool, args.id)
         if known:
-            payload = orjson.dumps({"action": "restart", "id": args.id}).decode()
-            await pool.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload)
-        return bool(known)
+            await plugin_rows.request_restart(pool, args.id)
+        return known
 
     if not asyncio.run(_with_pool(settings, notify)):
         raise NotFoundError(f"no plugin '{args.id}' known to a core on this database")

@@ -20,6 +20,7 @@ import yaml
 from aetherlens.auth import queries as auth_queries
 from aetherlens.config import PluginSettings, Settings
 from aetherlens.costs import service as costs
+from aetherlens.db.queries.metrics import last_counter_readings
 
 if TYPE_CHECKING:
     from aetherlens.runtime import Core, Started
@@ -85,27 +86,19 @@ async def _run(settings: Settings, host: str | None, port: int | None, *, demo: 
     return 0
 
 
-# The simulator's last stored counter readings and when they were taken.
-_LAST_READINGS = """
-SELECT l.device_id, l.metric_type, l.value, extract(epoch FROM l.time) AS at
-FROM metrics_latest AS l JOIN devices AS d ON d.id = l.device_id
-WHERE d.source = 'simulator' AND l.metric_type IN ('energy', 'energy_exported')
-"""
-
-
 async def _resume_simulator(pool: asyncpg.Pool, settings: Settings) -> Settings:
     """On a restart over stored demo data the simulator continues its meters and fills only the gap:
     regenerating history, or restarting counters lower than stored, would read as counter resets."""
     simulator = settings.plugins.get("simulator")
     if simulator is None or not simulator.enabled:
         return settings
-    rows = await pool.fetch(_LAST_READINGS)
+    rows = await last_counter_readings(pool, "simulator")
     if not rows:
         return settings
     counters: dict[str, dict[str, float]] = {}
-    for row in rows:
-        counters.setdefault(row["device_id"], {})[row["metric_type"]] = row["value"]
-    resume = {"after": float(max(row["at"] for row in rows)), "counters": counters}
+    for device_id, metric_type, value, _ in rows:
+        counters.setdefault(device_id, {})[metric_type] = value
+    resume = {"after": max(at for *_, at in rows), "counters": counters}
     resumed = simulator.model_copy(update={"config": {**simulator.config, "resume": resume}})
     return settings.model_copy(update={"plugins": {**settings.plugins, "simulator": resumed}})
 

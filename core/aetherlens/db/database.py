@@ -12,7 +12,6 @@ import base64
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +25,7 @@ from aetherlens.db.capabilities import Capabilities, probe
 from aetherlens.db.managed import ManagedPostgres
 from aetherlens.db.pool import create_pool, init_connection, server_settings
 from aetherlens.errors import DatabaseError
+from aetherlens.keyfile import read_or_create_private_file
 
 log = logging.getLogger(__name__)
 
@@ -157,19 +157,8 @@ def readonly_secret_path(settings: Settings) -> Path:
 
 def read_or_create_secret(path: Path) -> str:
     """The read-only role's password: generated once into a 0600 file."""
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    password = secrets.token_urlsafe(24)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="utf-8").strip()
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(password + "\n")
-    return password
+    data = read_or_create_private_file(path, lambda: secrets.token_urlsafe(24).encode() + b"\n")
+    return data.decode("utf-8")
 
 
 async def set_readonly_password(conn: asyncpg.Connection, settings: Settings) -> None:
@@ -178,9 +167,7 @@ async def set_readonly_password(conn: asyncpg.Connection, settings: Settings) ->
         log.warning("role %s does not exist (migration 019 not applied); no read-only login", READONLY_ROLE)
         return
     path = readonly_secret_path(settings)
-    password = await asyncio.to_thread(read_or_create_secret, path)
-    if not password:
-        raise DatabaseError(f"{path} is empty; delete it to have a new read-only password generated")
+    password = await asyncio.to_thread(read_or_create_secret, path)  # an empty file is a ConfigError there
     # Utility statements take no bind parameters; send a SCRAM verifier so the plain password never
     # appears in SQL text (or a server log).
     verifier = scram_sha256_verifier(password)

@@ -32,7 +32,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import asyncpg
 
@@ -370,6 +370,11 @@ async def recorded_modes(conn: asyncpg.Connection) -> dict[str, str]:
         return {}
     rows = await conn.fetch("SELECT key, value FROM core_state WHERE key IN ('storage_mode', 'rollup_mode')")
     return {r["key"]: r["value"] for r in rows}
+
+
+async def instance_id(db: Any) -> str:
+    """This database's instance id (``/info``, the HA config entry's unique id), made by migration 001."""
+    return str(await db.fetchval("SELECT value FROM core_state WHERE key = 'instance_id'"))
 
 
 async def _check_storage_mode(conn: asyncpg.Connection, capabilities: CapabilitiesLike) -> None:

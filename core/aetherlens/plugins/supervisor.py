@@ -3,7 +3,8 @@
 It validates each enabled plugin's config against its manifest before start, runs one process per
 plugin (``PluginRunner``), forwards written metrics to export plugins, reports status (never config or
 secrets), and — when given a database pool — persists that status to the ``plugins`` table and listens
-on ``aetherlens_plugins`` for restart requests from ``aetherlens plugins restart``.
+on its NOTIFY channel (``db.queries.plugins.NOTIFY_CHANNEL``) for restart requests from
+``aetherlens plugins restart``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any
 
 import orjson
 
+from aetherlens import plugin_secrets as config_secrets  # the one place stored secrets are decrypted
 from aetherlens.config import Settings
+from aetherlens.db.queries import plugins as plugin_rows
+from aetherlens.db.queries.plugins import NOTIFY_CHANNEL
 from aetherlens.errors import NotFoundError, PluginError
 from aetherlens.models import Metric
-from aetherlens.plugins import config_secrets  # the one place stored secrets are decrypted
 from aetherlens.plugins.discovery import DiscoveredPlugin, discover
 from aetherlens.plugins.manifest import MetricDeclaration, validate_config
 from aetherlens.plugins.runner import PluginRunner, PluginUnavailable, SupervisorOptions
@@ -27,13 +30,6 @@ from aetherlens.plugins.sdk import to_wire
 from aetherlens.plugins.sink import MetricSink
 
 log = logging.getLogger("aetherlens.plugins")
-
-NOTIFY_CHANNEL: Final = "aetherlens_plugins"
-
-_UPSERT_STATUS: Final = """
-INSERT INTO plugins (id, enabled, status, updated_at) VALUES ($1, $2, $3::text::jsonb, now())
-ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, updated_at = now()
-"""
 
 
 class Supervisor:
@@ -109,17 +105,12 @@ class Supervisor:
 
     async def _load_stored_config(self) -> None:
         """Config saved through the API outlives a restart: it overlays ``plugins.<id>.config``."""
-        rows = await self.pool.fetch(
-            "SELECT id, enabled, config, secrets FROM plugins"
-            " WHERE config <> '{}'::jsonb OR secrets IS NOT NULL"
-        )
-        for row in rows:
-            configured = self.settings.plugins.get(row["id"])
+        for row in await plugin_rows.stored_configs(self.pool):
+            configured = self.settings.plugins.get(row.id)
             base = dict(configured.config) if configured else {}
-            config = row["config"] if isinstance(row["config"], dict) else orjson.loads(row["config"])
-            secrets = config_secrets.decrypt(self.settings, row["secrets"])
-            self._stored[row["id"]] = {**base, **config, **secrets}
-            self._stored_enabled[row["id"]] = bool(row["enabled"])
+            secrets = config_secrets.decrypt(self.settings, row.secrets)
+            self._stored[row.id] = {**base, **row.config, **secrets}
+            self._stored_enabled[row.id] = row.enabled
 
     def _enabled(self, plugin: DiscoveredPlugin) -> bool:
         if plugin.id in self._stored_enabled:
@@ -174,6 +165,15 @@ class Supervisor:
 
     async def restart(self, plugin_id: str) -> None:
         await self._runner(plugin_id).restart()
+
+    def check_config(self, plugin_id: str, config: dict[str, Any]) -> None:
+        """Validate ``config`` against the plugin's manifest, enabled or not: a config stored for a disabled
+        plugin is the one it starts with later, so it must pass the same schema now."""
+        plugin = self.discovered.get(plugin_id)
+        if plugin is None:
+            raise NotFoundError(f"no plugin '{plugin_id}'")
+        if plugin.manifest is not None:  # no manifest: the plugin cannot run, its problem says why
+            validate_config(plugin.manifest, config)
 
     async def reconfigure(
         self, plugin_id: str, config: dict[str, Any], *, poll_interval: float | None = None
@@ -262,9 +262,7 @@ class Supervisor:
         }
 
     async def persist_status(self) -> None:
-        async with self.pool.acquire() as conn:
-            for item in self.status():
-                await conn.execute(_UPSERT_STATUS, item["id"], item["enabled"], orjson.dumps(item).decode())
+        await plugin_rows.upsert_status(self.pool, self.status())
 
     async def _persist_loop(self) -> None:
         while True:

@@ -136,9 +136,11 @@ async def make_api(api_dsn: str, tmp_path: Path) -> AsyncIterator[MakeApi]:
 
 
 @asynccontextmanager
-async def running_collector(dsn: str, tmp: Path, **writer: Any) -> AsyncIterator[tuple[Collector, Writer]]:
+async def running_collector(
+    dsn: str, tmp: Path, *, auto_register: bool = True, **writer: Any
+) -> AsyncIterator[tuple[Collector, Writer]]:
     """The real ingest path (Collector + Writer on their own pool), for routes that ingest."""
-    settings: Settings = api_settings(tmp / "data")
+    settings: Settings = api_settings(tmp / "data", collector={"auto_register_devices": auto_register})
     pool = await create_pool(dsn, settings, min_size=1, max_size=2)
     w = Writer(pool, WriterSettings(**({"flush_interval": 0.05} | writer)), tmp / "spool")
     await w.start()

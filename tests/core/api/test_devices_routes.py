@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from aetherlens.api.schemas.devices import DeviceType
 from aetherlens.models import DEVICE_TYPES
 
-from .conftest import Api, MakeApi
+from .conftest import Api, MakeApi, running_collector
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -190,3 +194,50 @@ async def test_control_without_supervisor_is_409(make_api: MakeApi) -> None:
     resp = await api.client.post("/api/v1/devices/sw1/control", json={"action": "toggle"}, headers=admin)
     assert resp.status == 409
     error_of(await resp.json(), "not_controllable")
+
+
+@pytest.mark.parametrize("auto_register", [False, True], ids=["auto_register_off", "auto_register_on"])
+async def test_deleting_a_device_stops_its_ingest(
+    make_api: MakeApi, api_dsn: str, tmp_path: Path, auto_register: bool
+) -> None:
+    # The real collector + writer: the collector caches known ids, and DELETE must reach that cache.
+    async with running_collector(api_dsn, tmp_path, auto_register=auto_register) as (collector, writer):
+        api = await make_api(
+            ctx={"collector": collector, "writer": writer},
+            collector={"auto_register_devices": auto_register},
+        )
+        h = bearer(await api.key(["ingest", "read", "write"]))
+
+        async def ingest(minutes_ago: int) -> dict[str, Any]:
+            moment = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).isoformat()
+            metric = {"time": moment, "device_id": "plug1", "metric_type": "power", "value": 5.0}
+            resp = await api.client.post("/api/v1/metrics", json={"metrics": [metric]}, headers=h)
+            assert resp.status == 200, await resp.text()
+            answer: dict[str, Any] = await resp.json()
+            return answer
+
+        created = await api.client.post("/api/v1/devices", json={"id": "plug1", "name": "Kettle"}, headers=h)
+        assert created.status == 201, await created.text()
+        assert (await ingest(2))["accepted"] == 1
+        resp = await api.client.delete("/api/v1/devices/plug1", headers=h)
+        assert resp.status == 204, await resp.text()
+
+        after = await ingest(1)
+        stored = await api.pool.fetchval("SELECT count(*) FROM metrics WHERE device_id = 'plug1'")
+        if auto_register:
+            # Registered again by its next metric, as any unknown id is: no metric without a device.
+            assert after == {"accepted": 1, "rejected": []}
+            again = await api.client.get("/api/v1/devices/plug1", headers=h)
+            assert again.status == 200, await again.text()
+            assert (await again.json())["name"] == "plug1"  # the placeholder of auto-registration
+            assert stored == 2
+        else:
+            assert after["accepted"] == 0
+            assert [r["index"] for r in after["rejected"]] == [0]
+            assert "unknown device 'plug1'" in after["rejected"][0]["reason"]
+            assert stored == 1
+        orphans = await api.pool.fetchval(
+            "SELECT count(*) FROM metrics m"
+            " WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = m.device_id)"
+        )
+        assert orphans == (0 if auto_register else 1)  # off: the history stays, the device is gone

@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from aetherlens.api.schemas.metrics import CurrentOut, SeriesOut
+from aetherlens.db.queries.metrics import MAX_RAW_POINTS
 from aetherlens.db.writer import Writer
 
 from .conftest import Api, MakeApi, running_collector
@@ -140,10 +141,12 @@ async def test_full_write_queue_is_503_with_retry_after(ingest_api: IngestApi) -
     first = asyncio.create_task(
         api.client.post("/api/v1/metrics", json={"metrics": [metric(0), metric(1)]}, headers=h)
     )
-    for _ in range(200):
+    for _ in range(1000):
         if writer.status()["queue_depth"]:
             break
         await asyncio.sleep(0.01)
+    else:  # without the first batch queued the 503 below would prove nothing
+        pytest.fail("the first batch never reached the write queue")
     resp = await api.client.post("/api/v1/metrics", json={"metrics": [metric(5)]}, headers=h)
     assert resp.status == 503, await resp.text()
     assert int(resp.headers["Retry-After"]) >= 1
@@ -296,3 +299,40 @@ async def test_current_values_for_all_devices(make_api: MakeApi) -> None:
             {"device_id": "d2", "metrics": {"power": {"value": 3.0, "unit": "W", "time": when}}},
         ]
     }
+
+
+async def test_raw_reads_are_capped_and_over_the_cap_is_a_400_naming_it(make_api: MakeApi) -> None:
+    api = await make_api()
+    h = bearer(await api.key(["read"]))
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    await api.pool.execute("INSERT INTO devices (id, name) VALUES ('busy', 'busy')")
+    # One point per second, one more than an answer may carry.
+    await api.pool.execute(
+        """INSERT INTO metrics (time, device_id, metric_type, value, unit)
+           SELECT $1::timestamptz + make_interval(secs => i), 'busy', 'power', i, 'W'
+           FROM generate_series(0, $2::int - 1) AS i""",
+        start,
+        MAX_RAW_POINTS + 1,
+    )
+    last = start + timedelta(seconds=MAX_RAW_POINTS)  # the time of the one point past the cap
+
+    async def get(to: datetime, resolution: str) -> Any:
+        params = {"device_id": "busy", "metric_type": "power", "from": start.isoformat()}
+        return await api.client.get(
+            "/api/v1/metrics", params={**params, "to": to.isoformat(), "resolution": resolution}, headers=h
+        )
+
+    resp = await get(last + timedelta(seconds=1), "raw")
+    assert resp.status == 400, (await resp.text())[:300]  # a wrong 200 carries 5 MB
+    error = error_of(await resp.json(), "too_many_points")
+    assert f"{MAX_RAW_POINTS}" in error["message"]
+    assert error["details"]["max_points"] == MAX_RAW_POINTS
+
+    at_cap = await get(last, "raw")  # `to` is exclusive: exactly the cap
+    assert at_cap.status == 200, await at_cap.text()
+    points = (await at_cap.json())["points"]
+    assert len(points) == MAX_RAW_POINTS and points[-1]["value"] == MAX_RAW_POINTS - 1
+
+    auto = await get(last + timedelta(seconds=1), "auto")  # a short range, but too dense for raw
+    assert auto.status == 200, await auto.text()
+    assert (await auto.json())["resolution"] == "hour"

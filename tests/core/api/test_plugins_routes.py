@@ -15,6 +15,7 @@ import pytest
 
 from aetherlens.api.schemas.plugins import PluginDetail, PluginList
 from aetherlens.config import Settings, load_settings
+from aetherlens.db.queries.plugins import NOTIFY_CHANNEL
 from aetherlens.plugins.discovery import discover
 from aetherlens.plugins.runner import SupervisorOptions
 from aetherlens.plugins.supervisor import Supervisor
@@ -203,7 +204,7 @@ async def test_without_supervisor_status_comes_from_the_table_and_restart_is_not
     received: asyncio.Queue[str] = asyncio.Queue()
     listener = await asyncpg.connect(api.dsn)
     try:
-        await listener.add_listener("aetherlens_plugins", lambda *args: received.put_nowait(args[-1]))
+        await listener.add_listener(NOTIFY_CHANNEL, lambda *args: received.put_nowait(args[-1]))
         resp = await api.client.post(
             "/api/v1/plugins/shelly/restart", headers=bearer(await api.key(["admin"]))
         )
@@ -214,3 +215,32 @@ async def test_without_supervisor_status_comes_from_the_table_and_restart_is_not
         await listener.close()
     resp = await api.client.post("/api/v1/plugins/ghost/restart", headers=bearer(await api.key(["admin"])))
     assert resp.status == 404
+
+
+async def test_config_of_a_disabled_plugin_is_validated_against_its_manifest(
+    make_api: MakeApi, supervisor: Supervisor
+) -> None:
+    api = await make_api(ctx={"supervisor": supervisor})
+    admin = bearer(await api.key(["admin"]))
+    assert supervisor.status_of("counter")["state"] == "disabled"
+    # counter's schema says additionalProperties: false and step >= 0.
+    resp = await api.client.put(
+        "/api/v1/plugins/counter/config", json={"config": {"nope": 1, "step": -1}}, headers=admin
+    )
+    assert resp.status == 400, await resp.text()
+    message = error_of(await resp.json(), "plugin_error")["message"]
+    assert "nope" in message and "step" in message
+    # Disabling a running plugin in the same request does not skip the check either.
+    resp = await api.client.put(
+        "/api/v1/plugins/probe/config", json={"config": {"room": 5}, "enabled": False}, headers=admin
+    )
+    assert resp.status == 400, await resp.text()
+    assert supervisor.status_of("probe")["state"] == "running"
+    assert await api.pool.fetchval("SELECT count(*) FROM plugins WHERE config <> '{}'::jsonb") == 0
+    # A valid config for the plugin, kept disabled, is stored.
+    resp = await api.client.put(
+        "/api/v1/plugins/counter/config", json={"config": {"step": 2}, "enabled": False}, headers=admin
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["config"] == {"step": 2}
+    assert supervisor.status_of("counter")["state"] == "disabled"

@@ -136,3 +136,42 @@ def test_unknown_environment_variable_only_warns(caplog: pytest.LogCaptureFixtur
     settings = load_settings(env={"AETHERLENS_NOT_A_KEY": "1"})
     assert settings.api.port == 8080
     assert "AETHERLENS_NOT_A_KEY" in caplog.text
+
+
+class _WatchedEnviron(dict[str, str]):
+    """Stands in for os.environ and records every write, so a rewrite during the build is seen."""
+
+    def __init__(self, initial: dict[str, str]) -> None:
+        super().__init__(initial)
+        self.writes: list[str] = []
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self.writes.append(f"set {key}")
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.writes.append(f"del {key}")
+        super().__delitem__(key)
+
+    def clear(self) -> None:
+        self.writes.append("clear")
+        super().clear()
+
+    def update(self, *args: object, **kwargs: object) -> None:
+        self.writes.append("update")
+        super().update(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def test_given_env_is_read_without_rewriting_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Another thread reading os.environ while settings are built must never see the caller's mapping
+    # (nor an empty environment between a clear and an update).
+    import os
+
+    watched = _WatchedEnviron({**os.environ, "AETHERLENS_API__PORT": "9100"})
+    monkeypatch.setattr(os, "environ", watched)
+    settings = load_settings(env={"AETHERLENS_API__PORT": "9000"})
+    assert settings.api.port == 9000
+    assert watched.writes == []
+    assert watched["AETHERLENS_API__PORT"] == "9100"
+    # Without a given mapping the process environment is what counts.
+    assert load_settings().api.port == 9100

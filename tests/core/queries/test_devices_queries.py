@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from aetherlens.collect.registry import DeviceRegistry
+from aetherlens.db.connection import connection
 from aetherlens.db.queries import devices as q
 from aetherlens.errors import ConflictError, NotFoundError, ValidationError
 
@@ -79,3 +81,35 @@ async def test_delete_removes_the_device(pool: asyncpg.Pool) -> None:
     await q.create_device(pool, device_id="d", name="n")
     await q.delete_device(pool, "d")
     assert not await q.device_exists(pool, "d")
+
+
+async def test_discovery_replaces_only_the_placeholder_of_auto_registration(pool: asyncpg.Pool) -> None:
+    registry = DeviceRegistry(pool, auto_register=True)
+    assert await registry.resolve(["auto1"], "sim") == {}  # auto-registered: name = id
+    await registry.create(device_id="named", name="Kettle", type="plug")
+    count = await registry.register_discovered(
+        "sim",
+        [
+            {"id": "auto1", "name": "Heat pump", "type": "hvac"},
+            {"id": "named", "name": "Discovered name", "type": "meter"},
+            {"id": "new.one", "type": "toaster"},  # unknown type -> other
+            {"id": "bad id"},  # skipped: not a device id
+            "not a mapping",
+        ],
+    )
+    assert count == 3
+    got = {d.id: (d.name, d.type, d.source) for d in await registry.list_all()}
+    assert got == {
+        "auto1": ("Heat pump", "hvac", "sim"),
+        "named": ("Kettle", "plug", "api"),
+        "new.one": ("new.one", "other", "sim"),
+    }
+    assert {"auto1", "named", "new.one"} <= registry.known
+
+
+async def test_pool_or_connection_adapter_borrows_only_from_a_pool(pool: asyncpg.Pool) -> None:
+    async with connection(pool) as borrowed:
+        assert not isinstance(borrowed, asyncpg.Pool)
+        assert await borrowed.fetchval("SELECT 1") == 1
+        async with connection(borrowed) as same:
+            assert same is borrowed

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from aetherlens.api.context import ApiContext
 from aetherlens.api.routing import Call, route
 from aetherlens.api.schemas.devices import (
     ControlRequest,
@@ -14,7 +15,7 @@ from aetherlens.api.schemas.devices import (
     DeviceOut,
     DevicePatch,
 )
-from aetherlens.db.queries import devices as q
+from aetherlens.collect.registry import DeviceRegistry
 from aetherlens.errors import ConflictError, NotFoundError, PluginError
 
 
@@ -22,9 +23,18 @@ class NotControllableError(ConflictError):
     code = "not_controllable"
 
 
+def _registry(ctx: ApiContext) -> DeviceRegistry:
+    """The collector's registry, so a change here reaches ingest at once (a deleted device's metrics are
+    refused or re-register it); an app without a collector has no id cache to keep in step."""
+    registry = getattr(ctx.collector, "registry", None)
+    if isinstance(registry, DeviceRegistry):
+        return registry
+    return DeviceRegistry(ctx.pool, auto_register=ctx.settings.collector.auto_register_devices)
+
+
 @route("GET", "/api/v1/devices", scope="read", response=DeviceList, summary="List devices")
 async def list_devices(call: Call[None, None]) -> dict[str, Any]:
-    return {"items": [d.as_dict() for d in await q.list_devices(call.ctx.pool)]}
+    return {"items": [d.as_dict() for d in await _registry(call.ctx).list_all()]}
 
 
 @route(
@@ -39,8 +49,7 @@ async def list_devices(call: Call[None, None]) -> dict[str, Any]:
 )
 async def create_device(call: Call[None, DeviceCreate]) -> dict[str, Any]:
     body = call.body
-    device = await q.create_device(
-        call.ctx.pool,
+    device = await _registry(call.ctx).create(
         device_id=body.id,
         name=body.name,
         type=body.type,
@@ -53,7 +62,7 @@ async def create_device(call: Call[None, DeviceCreate]) -> dict[str, Any]:
 
 @route("GET", "/api/v1/devices/{id}", scope="read", response=DeviceOut, errors=(404,), summary="One device")
 async def get_device(call: Call[None, None]) -> dict[str, Any]:
-    return (await q.get_device(call.ctx.pool, call.path["id"])).as_dict()
+    return (await _registry(call.ctx).get(call.path["id"])).as_dict()
 
 
 @route(
@@ -67,13 +76,13 @@ async def get_device(call: Call[None, None]) -> dict[str, Any]:
 )
 async def patch_device(call: Call[None, DevicePatch]) -> dict[str, Any]:
     changes = {name: getattr(call.body, name) for name in call.body.model_fields_set}
-    device = await q.update_device(call.ctx.pool, call.path["id"], changes)
+    device = await _registry(call.ctx).update(call.path["id"], changes)
     return device.as_dict()
 
 
 @route("DELETE", "/api/v1/devices/{id}", scope="write", status=204, errors=(404,), summary="Remove a device")
 async def delete_device(call: Call[None, None]) -> None:
-    await q.delete_device(call.ctx.pool, call.path["id"])
+    await _registry(call.ctx).delete(call.path["id"])
 
 
 @route(
@@ -92,7 +101,7 @@ async def delete_device(call: Call[None, None]) -> None:
 async def control_device(call: Call[None, ControlRequest]) -> dict[str, Any]:
     device_id = call.path["id"]
     # 404 before 409: an unknown device is not an "uncontrollable" one.
-    device = await q.get_device(call.ctx.pool, device_id)
+    device = await _registry(call.ctx).get(device_id)
     plugin_id = device.source
     supervisor = call.ctx.supervisor
     control = getattr(supervisor, "control_device", None)

@@ -8,11 +8,8 @@ and the add-on watchdog act on it, ``degraded`` still answers 200.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import inspect
 import shutil
 import time
-from collections.abc import Mapping
 from typing import Any, Literal
 
 from aiohttp import web
@@ -20,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from aetherlens.api.context import ApiContext
 from aetherlens.api.routing import Call, route
+from aetherlens.db.jobs_health import timescaledb_job_health
 from aetherlens.db.rollups import rollup_failures
 
 Status = Literal["ok", "degraded", "failing"]
@@ -79,27 +77,11 @@ async def check_timescaledb_jobs(ctx: ApiContext) -> dict[str, Any] | None:
     if not ctx.capabilities.as_dict().get("timescaledb"):
         return None
     try:
-        module = importlib.import_module("aetherlens.db.jobs_health")
-    except ImportError:
-        return None
-    probe = getattr(module, "timescaledb_job_health", None)
-    if probe is None:
-        return None
-    try:
         async with asyncio.timeout(3):
             async with ctx.pool.acquire() as conn:
-                result = probe(conn)
-                if inspect.isawaitable(result):
-                    result = await result
+                failed = await timescaledb_job_health(conn)
     except Exception as exc:
         return {"status": "degraded", "message": f"cannot read job status ({type(exc).__name__})"}
-    if isinstance(result, Mapping):
-        out = dict(result)
-        out.setdefault("status", "ok")
-        if out["status"] not in _ORDER:
-            out["status"] = "degraded"
-        return out
-    failed = list(result or [])
     return {"status": "degraded" if failed else "ok", "failed_jobs": failed}
 
 

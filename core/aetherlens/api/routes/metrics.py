@@ -97,6 +97,10 @@ async def ingest_metrics(call: Call[None, None]) -> web.Response:
     response=SeriesOut,
     errors=(404,),
     summary="One series over a time range",
+    description=(
+        f"A raw answer carries at most {q.MAX_RAW_POINTS:,} points: `resolution=raw` over a range holding "
+        "more is a 400 `too_many_points` (`details.max_points`); `auto` answers hourly instead."
+    ),
 )
 async def query_metrics(call: Call[MetricsQuery, None]) -> web.Response:
     query = call.query

@@ -1,7 +1,7 @@
 """Plugin routes: GET /plugins, GET /plugins/{id}, POST /plugins/{id}/restart, PUT /plugins/{id}/config.
 
 Status comes from the running supervisor when there is one (live), else from the ``plugins`` table (the
-supervisor's last persisted report). Secrets are stored Fernet-encrypted (aetherlens.plugins.config_secrets)
+supervisor's last persisted report). Secrets are stored Fernet-encrypted (aetherlens.plugin_secrets)
 and never appear in an answer: only their names do, with the value shown as ``********``.
 """
 
@@ -10,16 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
+from aetherlens import plugin_secrets as box
 from aetherlens.api.context import ApiContext
 from aetherlens.api.routing import Call, route
 from aetherlens.api.schemas.plugins import PluginConfigIn, PluginDetail, PluginList, PluginOut
 from aetherlens.db.queries import plugins as q
 from aetherlens.errors import NotFoundError, ValidationError
-from aetherlens.plugins import config_secrets as box
-
-NOTIFY_CHANNEL = "aetherlens_plugins"  # the supervisor listens here (restart requests from the CLI)
 
 
 def _from_row(row: q.PluginRow) -> dict[str, Any]:
@@ -93,8 +89,7 @@ async def restart_plugin(call: Call[None, None]) -> dict[str, Any]:
     if supervisor is not None:
         await supervisor.restart(plugin_id)
         return await _status(call.ctx, plugin_id)
-    payload = orjson.dumps({"action": "restart", "id": plugin_id}).decode()
-    await call.ctx.pool.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload)
+    await q.request_restart(call.ctx.pool, plugin_id)
     return status
 
 
@@ -122,6 +117,11 @@ async def put_plugin_config(call: Call[None, PluginConfigIn]) -> dict[str, Any]:
             secrets[key] = stored[key]
     supervisor = ctx.supervisor
     discovered = getattr(supervisor, "discovered", None) or {}
+    check_config = getattr(supervisor, "check_config", None)
+    if check_config is not None and plugin_id in discovered:
+        # Always against the manifest, also while the plugin is (or is being) disabled: what is stored now
+        # is what it starts with when enabled, so a key its schema forbids is a 400 here, not a refusal later.
+        check_config(plugin_id, {**plain, **secrets})
     if supervisor is not None and plugin_id in discovered:
         if body.enabled is False:
             unload = getattr(supervisor, "unload", None)

@@ -13,6 +13,7 @@ from typing import Any, Final
 import orjson
 
 from aetherlens.db.queries import Queryable
+from aetherlens.db.queries.devices import device_exists
 from aetherlens.errors import NotFoundError, ValidationError
 
 _ALERT_COLUMNS: Final = (
@@ -143,9 +144,7 @@ async def _check_refs(db: Queryable, fields: AlertFields) -> None:
     if fields.cooldown_seconds < 0:
         raise ValidationError("cooldown_seconds must be >= 0", details={"field": "cooldown_seconds"})
     # A clear 400 instead of the foreign key's error text.
-    if fields.device_id is not None and not await db.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM devices WHERE id = $1)", fields.device_id
-    ):
+    if fields.device_id is not None and not await device_exists(db, fields.device_id):
         raise ValidationError(
             f"device {fields.device_id!r} does not exist",
             details={"field": "device_id", "value": fields.device_id},

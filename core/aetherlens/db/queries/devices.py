@@ -1,12 +1,17 @@
-"""Device registry: list, get, create, partial update, delete.
+"""The ``devices`` table's SQL, all of it: list, get, create, partial update, delete, the collector's
+auto-registration and plugin discovery's upsert.
+
+Nothing else writes ``devices``: callers go through ``aetherlens.collect.registry.DeviceRegistry``, which
+keeps the collector's id cache in step with every change made here.
 
 Ids follow ``DEVICE_ID_PATTERN`` and types ``DEVICE_TYPES`` (aetherlens.models); tags are string -> string.
 The HTTP layer validates the same rules with pydantic first; they are checked here too because the
-registry is also written by the CLI and the collector's auto-registration.
+registry is also written by the collector's auto-registration and plugin discovery.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -94,6 +99,50 @@ async def get_device(db: Queryable, device_id: str) -> Device:
 
 async def device_exists(db: Queryable, device_id: str) -> bool:
     return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM devices WHERE id = $1)", device_id))
+
+
+async def all_ids(db: Queryable) -> set[str]:
+    return {row[0] for row in await db.fetch("SELECT id FROM devices")}
+
+
+async def existing_ids(db: Queryable, ids: Sequence[str]) -> set[str]:
+    return {row[0] for row in await db.fetch("SELECT id FROM devices WHERE id = ANY($1::text[])", list(ids))}
+
+
+async def register_placeholders(db: Queryable, sources: Mapping[str, str]) -> None:
+    """Auto-registration: each id -> source becomes a device named after its id (type ``other``) unless
+    it exists; the name = id placeholder is what discovery may later replace."""
+    ids = sorted(sources)
+    await db.execute(
+        """INSERT INTO devices (id, name, type, source)
+           SELECT u.id, u.id, 'other', u.source FROM unnest($1::text[], $2::text[]) AS u(id, source)
+           ON CONFLICT (id) DO NOTHING""",
+        ids,
+        [sources[i] for i in ids],
+    )
+
+
+async def upsert_discovered(db: Queryable, found: Sequence[tuple[str, str, str]], source: str) -> None:
+    """Devices a plugin discovered, as (id, name, type): new ones are created; an existing one takes the
+    discovered name and type only while it still has the placeholder name of auto-registration (name =
+    id), so a name a user gave the device is never overwritten."""
+    by_id = {device_id: (name, device_type) for device_id, name, device_type in found}  # one row per id
+    for device_id, (_, device_type) in by_id.items():
+        validate_device_id(device_id)
+        _validate_type(device_type)
+    ids = sorted(by_id)
+    await db.execute(
+        """INSERT INTO devices (id, name, type, source)
+           SELECT u.id, u.name, u.type, $4
+           FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, name, type)
+           ON CONFLICT (id) DO UPDATE
+               SET name = EXCLUDED.name, type = EXCLUDED.type, source = EXCLUDED.source, updated_at = now()
+           WHERE devices.name = devices.id""",
+        ids,
+        [by_id[i][0] for i in ids],
+        [by_id[i][1] for i in ids],
+        source,
+    )
 
 
 async def create_device(

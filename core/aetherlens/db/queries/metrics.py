@@ -3,9 +3,14 @@
 Resolution ``auto`` picks the cheapest source that still answers the range at a useful density
 (PERFORMANCE-NOTES.md: rolling up raw rows is slow already at 1M rows, so long ranges must read the rollups):
 
-* span <= 2 days  -> ``raw``  (one-minute data: at most ~2,900 points per series)
+* span <= 2 days  -> ``raw``  (one-minute data: at most ~2,900 points per series), unless the range
+  holds more than ``MAX_RAW_POINTS`` raw points: then ``hour``
 * span <= 60 days -> ``hour`` (at most 1,440 points)
 * longer          -> ``day``
+
+A raw answer carries at most ``MAX_RAW_POINTS`` points: an explicit ``resolution=raw`` over a range that
+holds more is refused with ``TooManyPointsError`` (400 ``too_many_points``, naming the cap), so one request
+can never make the core read and serialise an unbounded number of rows.
 
 Current values come from ``metrics_latest`` (kept by the writer in the COPY's transaction), never from a
 scan of ``metrics``.
@@ -26,6 +31,14 @@ ResolutionParam = Literal["auto", "raw", "hour", "day"]
 Aggregate = Literal["avg", "min", "max", "sum", "last"]
 
 AUTO_RAW_MAX: Final = timedelta(days=2)
+# ~5 MB of JSON: a week of one-minute data fits, a sensor reporting every second fits for a day.
+MAX_RAW_POINTS: Final = 100_000
+
+
+class TooManyPointsError(ValidationError):
+    code = "too_many_points"
+
+
 AUTO_HOUR_MAX: Final = timedelta(days=60)
 
 # Whitelists: the only identifiers ever placed into SQL text at run time.
@@ -41,10 +54,12 @@ _AGG_COLUMNS: Final[dict[Aggregate, str]] = {
     "last": '"last"',
 }
 
-_RAW_SQL: Final = """
+# One row past the cap tells "over the cap" apart from "exactly at it" without counting the range.
+_RAW_SQL: Final = f"""
 SELECT time, value FROM metrics
 WHERE device_id = $1 AND metric_type = $2 AND time >= $3 AND time < $4
 ORDER BY time
+LIMIT {MAX_RAW_POINTS + 1}
 """
 
 
@@ -129,7 +144,8 @@ async def query_series(
 ) -> Series:
     """Points of one series in ``[start, end)``.
 
-    ``raw`` returns the stored points as they are (``agg`` does not apply: there is nothing to aggregate);
+    ``raw`` returns the stored points as they are (``agg`` does not apply: there is nothing to aggregate),
+    at most ``MAX_RAW_POINTS`` of them (more: ``TooManyPointsError``; ``auto`` answers hourly instead);
     ``hour``/``day`` return one point per rollup bucket overlapping the range, stamped with the bucket's
     start and carrying the requested aggregate. Rollups cover what the rollup job has processed so far.
     """
@@ -137,6 +153,15 @@ async def query_series(
     chosen = choose_resolution(start, end, resolution)
     sql = _RAW_SQL if chosen == "raw" else _ROLLUP_SQL[(chosen, agg)]
     rows = await db.fetch(sql, device_id, metric_type, start, end)
+    if chosen == "raw" and len(rows) > MAX_RAW_POINTS:
+        if resolution == "raw":
+            raise TooManyPointsError(
+                f"the range holds more than {MAX_RAW_POINTS} raw points, the most one answer carries; "
+                "narrow the range or ask for resolution=hour or day",
+                details={"max_points": MAX_RAW_POINTS, "resolution": "raw"},
+            )
+        chosen = "hour"
+        rows = await db.fetch(_ROLLUP_SQL[(chosen, agg)], device_id, metric_type, start, end)
     return Series(
         device_id=device_id,
         metric_type=metric_type,
@@ -163,3 +188,15 @@ async def current_values(db: Queryable) -> dict[str, list[CurrentValue]]:
     for device_id, metric_type, value, unit, time in rows:
         grouped.setdefault(device_id, []).append(CurrentValue(metric_type, value, unit, time))
     return grouped
+
+
+async def last_counter_readings(db: Queryable, source: str) -> list[tuple[str, str, float, float]]:
+    """Latest stored energy counters of the devices ``source`` registered: (device, type, value, epoch s).
+    The demo resumes its simulated meters from these."""
+    rows = await db.fetch(
+        """SELECT l.device_id, l.metric_type, l.value, extract(epoch FROM l.time)::float8
+           FROM metrics_latest AS l JOIN devices AS d ON d.id = l.device_id
+           WHERE d.source = $1 AND l.metric_type IN ('energy', 'energy_exported')""",
+        source,
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
