@@ -108,7 +108,7 @@ async def test_status_persisted_and_restart_via_cli(
 async def test_config_saved_through_the_api_overlays_settings(
     fresh_database, supervisor_factory, tmp_path: Path
 ) -> None:
-    from aetherlens import plugin_secrets as config_secrets as plugin_secrets
+    from aetherlens import plugin_secrets
 
     dsn = await fresh_database()
     settings = make_settings({"probe": {"config": {"room": "yaml-room"}}})
