@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from aetherlens import plugin_secrets as config_secrets  # the one place stored secrets are decrypted
+from aetherlens import plugin_secrets  # the one place stored secrets are decrypted
 from aetherlens.config import Settings
 from aetherlens.db.queries import plugins as plugin_rows
 from aetherlens.db.queries.plugins import NOTIFY_CHANNEL
@@ -108,7 +108,7 @@ class Supervisor:
         for row in await plugin_rows.stored_configs(self.pool):
             configured = self.settings.plugins.get(row.id)
             base = dict(configured.config) if configured else {}
-            secrets = config_secrets.decrypt(self.settings, row.secrets)
+            secrets = plugin_secrets.decrypt(self.settings, row.secrets)
             self._stored[row.id] = {**base, **row.config, **secrets}
             self._stored_enabled[row.id] = row.enabled
 
