@@ -14,6 +14,7 @@ allocation of costs to devices), so a bucket means the same thing everywhere:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal
 from functools import lru_cache
 from math import gcd
@@ -38,6 +39,14 @@ def ceil_time(t: dt.datetime, minutes: int) -> dt.datetime:
 def hour_floor(t: dt.datetime) -> dt.datetime:
     """The UTC hour containing ``t``."""
     return floor_time(t, 60)
+
+
+def distinct_hours(times: Sequence[dt.datetime]) -> list[dt.datetime]:
+    """The distinct UTC hours of ``times``, sorted (the writer's pending marks: on its hot path, so the
+    common batch that stays within one or two hours costs two conversions, not one per row)."""
+    lo, hi = int(min(times).timestamp()) // 3600, int(max(times).timestamp()) // 3600
+    hours = {lo, hi} if hi - lo <= 1 else {int(t.timestamp()) // 3600 for t in times}
+    return [dt.datetime.fromtimestamp(h * 3600, dt.UTC) for h in sorted(hours)]
 
 
 def utc_day_floor(t: dt.datetime) -> dt.datetime:

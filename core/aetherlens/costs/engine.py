@@ -28,7 +28,7 @@ from math import gcd
 from typing import Any
 
 from aetherlens.costs.tariff import Tariff, Tier
-from aetherlens.timebuckets import floor_time, local_days, zone_slot_minutes
+from aetherlens.timebuckets import floor_time, hour_floor, local_days, zone_slot_minutes
 
 ZERO = Decimal(0)
 
@@ -344,7 +344,7 @@ def _price_cycle(
             share = net_import * slot.import_kwh / imported if imported else ZERO
             credit_kwh = net_export if i == 0 else ZERO
             credit = credit_kwh * tariff.export_price_of(period)
-            hour = slot.start.replace(minute=0, second=0, microsecond=0)
+            hour = hour_floor(slot.start)
             intensity = carbon_series.get(hour) if carbon_series is not None else None
             if intensity is None:
                 intensity = tariff.carbon_of(period)

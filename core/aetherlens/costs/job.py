@@ -48,6 +48,7 @@ from aetherlens.costs.stored import (
     stale_ranges,
     stored_windows,
 )
+from aetherlens.db.connection import connection
 from aetherlens.db.queries import costs as q
 from aetherlens.timebuckets import HOUR, ceil_time, floor_time, hour_floor, local_day_start
 
@@ -113,10 +114,8 @@ class CostJob:
     async def run_once(
         self, pool: asyncpg.Pool | asyncpg.Connection, *, now: dt.datetime | None = None
     ) -> CostJobResult:
-        if isinstance(pool, asyncpg.Pool):
-            async with pool.acquire() as conn:
-                return await self._run(conn, now)
-        return await self._run(pool, now)
+        async with connection(pool) as conn:
+            return await self._run(conn, now)
 
     async def _run(self, conn: asyncpg.Connection, now: dt.datetime | None) -> CostJobResult:
         end = floor_time(now or dt.datetime.now(dt.UTC), 1)

@@ -27,6 +27,7 @@ from aetherlens.costs.engine import (
 from aetherlens.costs.stored import PricedEnergy, priced_energy
 from aetherlens.costs.tariff import Tariff, parse_tariff
 from aetherlens.costs.urdb import pick_rate, urdb_to_tariff
+from aetherlens.db.connection import connection
 from aetherlens.db.queries import costs as cost_rows
 from aetherlens.errors import NotFoundError, ValidationError
 from aetherlens.timebuckets import floor_time, local_day_start, local_days
@@ -68,31 +69,8 @@ async def _versions(conn: Conn, tariff: str | Tariff | list[TariffVersion]) -> l
         return [TariffVersion(tariff, None)]
     if isinstance(tariff, list):
         return tariff
-    async with _acquire(conn) as c:
+    async with connection(conn) as c:
         return await store.versions_of(c, tariff)
-
-
-class _acquire:
-    """Use a connection as it is, or borrow one from a pool."""
-
-    def __init__(self, conn: Conn) -> None:
-        self.conn = conn
-        self._held: asyncpg.Connection | None = None
-
-    async def __aenter__(self) -> asyncpg.Connection:
-        if isinstance(self.conn, asyncpg.Pool):
-            self._held = await self.conn.acquire()
-            return self._held
-        return self.conn
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._held is not None and isinstance(self.conn, asyncpg.Pool):
-            await self.conn.release(self._held)
-
-
-def site_devices(meter_device: str | None) -> set[str] | None:
-    """Which devices make up the site: the meter alone when set, else all of them."""
-    return {meter_device} if meter_device else None
 
 
 async def price(
@@ -111,7 +89,7 @@ async def price(
     elsewhere (``stored.priced_energy``, or ``energy`` read for these versions already); a single
     device's bill reads its raw readings.
     """
-    async with _acquire(conn) as c:
+    async with connection(conn) as c:
         carbon = await load_carbon_series(c, versions, start, end)
         if device_id is None:
             energy = energy or await priced_energy(c, versions, start, end, meter_device)
@@ -151,13 +129,13 @@ async def bill(
 
 # --- tariffs ---------------------------------------------------------------------------------------
 async def list_tariffs(conn: Conn) -> list[dict[str, Any]]:
-    async with _acquire(conn) as c:
+    async with connection(conn) as c:
         rows = await store.list_rows(c)
     return [store.row_to_json(r) for r in rows]
 
 
 async def get_tariff(conn: Conn, tariff_id: str) -> dict[str, Any]:
-    async with _acquire(conn) as c:
+    async with connection(conn) as c:
         return store.row_to_json(await store.fetch_row(c, tariff_id))
 
 
@@ -165,20 +143,20 @@ async def create_tariff(
     conn: Conn, definition: dict[str, Any] | Tariff, *, active: bool | None = None
 ) -> str:
     tariff = definition if isinstance(definition, Tariff) else parse_tariff(definition)
-    async with _acquire(conn) as c:
+    async with connection(conn) as c:
         return await store.insert_tariff(c, tariff, source="yaml", active=active)
 
 
 async def update_tariff(conn: Conn, tariff_id: str, definition: dict[str, Any]) -> dict[str, Any]:
     tariff = parse_tariff(definition)
-    async with _acquire(conn) as c:
+    async with connection(conn) as c:
         row = await store.fetch_row(c, tariff_id)
         await store.update_tariff(c, tariff_id, tariff, tariff.effective_from_utc or row["effective_from"])
         return store.row_to_json(await store.fetch_row(c, tariff_id))
 
 
 async def delete_tariff(conn: Conn, tariff_id: str) -> None:
-    async with _acquire(conn) as c, c.transaction():
+    async with connection(conn) as c, c.transaction():
         if not await store.delete_tariff(c, tariff_id):
             raise NotFoundError(f"no tariff with id '{tariff_id}'", details={"tariff_id": tariff_id})
         # Its costs and their rollups go with it (the cost tables' owner does the deleting).
@@ -186,7 +164,7 @@ async def delete_tariff(conn: Conn, tariff_id: str) -> None:
 
 
 async def activate_tariff(conn: Conn, tariff_id: str) -> None:
-    async with _acquire(conn) as c, c.transaction():
+    async with connection(conn) as c, c.transaction():
         await store.fetch_row(c, tariff_id)
         await store.activate(c, tariff_id)
 
@@ -201,13 +179,13 @@ async def import_urdb(
     name: str | None = None,
 ) -> str:
     tariff = urdb_to_tariff(pick_rate(payload, label), timezone=timezone, holidays=holidays, name=name)
-    async with _acquire(conn) as c:
+    async with connection(conn) as c:
         return await store.insert_tariff(c, tariff, source="urdb")
 
 
 # --- dashboards -------------------------------------------------------------------------------------
 async def _active(conn: Conn) -> tuple[str, list[TariffVersion]] | None:
-    async with _acquire(conn) as c:
+    async with connection(conn) as c:
         tariff_id = await store.active_tariff_id(c)
         if tariff_id is None:
             return None
@@ -244,7 +222,7 @@ async def summary(conn: Conn, settings: Settings, *, now: dt.datetime | None = N
         return empty
     bills = await price(conn, versions, cycle_start, now, meter_device=settings.site.meter_device)
     mtd = bills[-1]
-    async with _acquire(conn) as c:
+    async with connection(conn) as c:
         grid = energy_slot_minutes(await store.all_tariffs(c))
     zone = current.zone
     midnight = local_day_start(now, zone)
@@ -302,7 +280,7 @@ async def comparison(
 
     Without a range: the last complete billing cycle of the active tariff (or the last calendar month).
     """
-    async with _acquire(conn) as c:
+    async with connection(conn) as c:
         names = await store.all_tariff_names(c)
         all_versions = {tid: await store.versions_of(c, tid) for tid, _ in names}
     if not names:
@@ -323,7 +301,7 @@ async def comparison(
             frozenset(v.tariff.demand.window_minutes for v in versions),
         )
         if needs not in read:
-            async with _acquire(conn) as c:
+            async with connection(conn) as c:
                 read[needs] = await priced_energy(c, versions, a, b, meter_device)
         bills = await price(conn, versions, a, b, meter_device=meter_device, energy=read[needs])
         out.append(
@@ -352,7 +330,7 @@ async def device_costs(
     The range (clipped to now) is priced as a bill (cycles clipped to it) and allocated slot by slot
     (``allocation.allocate``); ``estimated`` marks devices whose range holds a cycle still open.
     """
-    async with _acquire(conn) as c:
+    async with connection(conn) as c:
         tariff_id = tariff_id or await store.active_tariff_id(c)
         # The range is checked before anything else, tariff or not.
         zone = (await store.versions_of(c, tariff_id))[-1].tariff.zone if tariff_id else dt.UTC
@@ -405,7 +383,7 @@ def _on_grid(series: dict[dt.datetime, Decimal], grid: int, start: dt.datetime) 
     """Slot keys floored to the allocation grid (raw edge slots can be finer)."""
     out: dict[dt.datetime, Decimal] = {}
     for t, v in series.items():
-        key = floor_time(max(t, start), grid) if t < start else floor_time(t, grid)
+        key = floor_time(max(t, start), grid)
         out[key] = out.get(key, ZERO) + v
     return out
 
@@ -426,7 +404,7 @@ async def history(
     """
     if resolution not in ("hour", "day"):
         raise ValidationError(f"resolution must be hour or day, not '{resolution}'")
-    async with _acquire(conn) as c:
+    async with connection(conn) as c:
         tariff_id = tariff_id or await store.active_tariff_id(c)
         zone = (await store.versions_of(c, tariff_id))[-1].tariff.zone if tariff_id else dt.UTC
         a, b = _range(start, end, zone)

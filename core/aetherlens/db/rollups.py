@@ -45,6 +45,7 @@ import asyncpg
 import orjson
 from prometheus_client import Counter
 
+from aetherlens import timebuckets
 from aetherlens.db.migrations import CapabilitiesLike, rollup_mode
 from aetherlens.db.queries.costs import MARK_PENDING_SQL
 from aetherlens.errors import DatabaseError, ValidationError
@@ -191,11 +192,11 @@ def hour_floor(moment: datetime) -> datetime:
     """The UTC hour bucket of an aware datetime."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValidationError(f"time {moment.isoformat()} has no UTC offset; rollup buckets need aware times")
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return timebuckets.hour_floor(moment)
 
 
 def day_floor(moment: datetime) -> datetime:
-    return hour_floor(moment).replace(hour=0)
+    return timebuckets.utc_day_floor(hour_floor(moment))
 
 
 def ranges(starts: Iterable[datetime], width: timedelta) -> list[tuple[datetime, datetime]]:

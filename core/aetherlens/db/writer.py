@@ -57,6 +57,7 @@ from aetherlens.db.deadletter import DeadLetter
 from aetherlens.db.outage import is_content_error
 from aetherlens.db.spool import Row, Spool, SpoolFullError, encode_batch
 from aetherlens.errors import AetherLensError, BackpressureError, DatabaseError
+from aetherlens.timebuckets import distinct_hours
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +132,8 @@ class _Request:
 
 
 def hour_buckets(rows: Sequence[Row]) -> list[datetime]:
-    """Distinct UTC hours touched by ``rows`` (cheap when a batch stays within one hour)."""
-    times = [r[0] for r in rows]
-    lo, hi = int(min(times).timestamp()) // 3600, int(max(times).timestamp()) // 3600
-    hours = {lo, hi} if hi - lo <= 1 else {int(t.timestamp()) // 3600 for t in times}
-    return [datetime.fromtimestamp(h * 3600, UTC) for h in sorted(hours)]
+    """Distinct UTC hours touched by ``rows``."""
+    return distinct_hours([r[0] for r in rows])
 
 
 def latest_per_series(rows: Sequence[Row]) -> list[Row]:

@@ -9,7 +9,7 @@ import pkgutil
 import pytest
 
 import aetherlens
-from aetherlens.api.errors import STATUS_BY_ERROR, PayloadTooLargeError, RateLimitedError, status_for
+from aetherlens.api.errors import STATUS_BY_ERROR, RateLimitedError, status_for
 from aetherlens.api.routes.devices import NotControllableError
 from aetherlens.api.routing import Call, RouteTable
 from aetherlens.auth.errors import InvalidTokenError
@@ -56,7 +56,6 @@ EXPECTED: dict[type[AetherLensError], int] = {
     SpoolError: 500,
     SpoolFullError: 503,
     RateLimitedError: 429,
-    PayloadTooLargeError: 413,
 }
 
 

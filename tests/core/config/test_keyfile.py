@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aetherlens.api.auth.keys import SECRET_FILE
 
+from aetherlens.auth.keys import SECRET_FILE
 from aetherlens.config import Settings
 from aetherlens.errors import ConfigError
 from aetherlens.keyfile import read_or_create_private_file, write_private_file
@@ -24,8 +24,7 @@ PROCESSES = 4
 def _race(kind: str, base: str, barrier: Barrier, results: Any) -> None:
     """One process of the race: in each round, wait for all the others, then get the key of that round's
     fresh data_dir the way the core does at start."""
-    from aetherlens.api.auth.keys import signing_secret
-
+    from aetherlens.auth.keys import signing_secret
     from aetherlens.secrets import SecretBox
 
     for round_no in range(ROUNDS):
