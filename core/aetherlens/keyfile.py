@@ -34,7 +34,7 @@ def write_private_file(path: Path, data: bytes) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
 def read_or_create_private_file(
@@ -57,7 +57,8 @@ def read_or_create_private_file(
     return data
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a directory's entries (a file just created or renamed in it) survive a crash."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

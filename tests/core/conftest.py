@@ -12,8 +12,21 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
-from dbtest import create_database, drop_database, dsn_for, dsn_in, migrate, shared_timescaledb_admin_dsn
+from dbtest import (
+    PLAIN,
+    create_database,
+    drop_database,
+    dsn_for,
+    dsn_in,
+    migrate,
+    pause_scheduled_jobs,
+    shared_timescaledb_admin_dsn,
+)
+
+from aetherlens.db.capabilities import Capabilities, probe
+from aetherlens.db.migrations import apply_migrations
 
 DatabaseFactory = Callable[[], Awaitable[str]]
 
@@ -73,6 +86,24 @@ async def fresh_timescaledb() -> AsyncIterator[DatabaseFactory]:
     yield make
     for name in created:
         await drop_database(name, admin)
+
+
+@pytest.fixture
+async def both_paths(
+    fresh_database: DatabaseFactory, fresh_timescaledb: DatabaseFactory
+) -> AsyncIterator[tuple[asyncpg.Connection, asyncpg.Connection, Capabilities]]:
+    """(plain connection, TimescaleDB connection, TimescaleDB capabilities), both migrated; the
+    TimescaleDB scheduler's jobs paused so they cannot race a test's assertions."""
+    tsdb = await asyncpg.connect(await fresh_timescaledb())
+    plain = await asyncpg.connect(await fresh_database())
+    caps = await probe(tsdb)
+    assert caps.timescaledb and caps.timescaledb_tsl
+    await apply_migrations(tsdb, caps)
+    await pause_scheduled_jobs(tsdb)
+    await apply_migrations(plain, PLAIN)
+    yield plain, tsdb, caps
+    await plain.close()
+    await tsdb.close()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from typing import Final, Literal
 import orjson
 
 from aetherlens.db.spool import Row
+from aetherlens.keyfile import fsync_directory
 
 FILE_NAME: Final = "dead-letter.jsonl"
 
@@ -79,10 +80,6 @@ class DeadLetter:
         finally:
             os.close(fd)
         if created:
-            dir_fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            fsync_directory(self.path.parent)
         self.batches += 1
         self.rows += len(rows)

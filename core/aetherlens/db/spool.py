@@ -35,6 +35,7 @@ from typing import Final
 import orjson
 
 from aetherlens.errors import AetherLensError, UnavailableError
+from aetherlens.keyfile import fsync_directory
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +86,6 @@ def decode_payload(payload: bytes) -> tuple[uuid.UUID, list[Row]]:
         for t, device_id, metric_type, value, unit, tags in data["rows"]
     ]
     return uuid.UUID(data["id"]), rows
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Spool:
@@ -205,7 +198,7 @@ class Spool:
         self._active_seq = seq
         self._sizes[seq] = 0
         self._counts[seq] = 0
-        _fsync_dir(self.directory)  # the new file name itself must survive a crash
+        fsync_directory(self.directory)  # the new file name itself must survive a crash
 
     def _close_active(self) -> None:
         if self._active_fd is not None:
@@ -268,7 +261,7 @@ class Spool:
         if seq == self._active_seq:
             self._close_active()
         self._path(seq).unlink()
-        _fsync_dir(self.directory)
+        fsync_directory(self.directory)
         del self._sizes[seq]
         del self._counts[seq]
         later = sorted(s for s in self._sizes if s > seq)

@@ -4,17 +4,13 @@ cost continuous aggregates by tables) gives the same rows and bills as on plain 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from decimal import Decimal
+from typing import Any
 
-import asyncpg
 import pytest
-from dbtest import PLAIN, pause_scheduled_jobs
 
 from aetherlens.costs import service
 from aetherlens.costs.job import CostJob
-from aetherlens.db.capabilities import probe
-from aetherlens.db.migrations import apply_migrations
 
 from .data import counter, write
 from .helpers import cents, utc
@@ -23,21 +19,7 @@ from .test_history import RICH_NY
 pytestmark = pytest.mark.timescaledb
 
 
-@pytest.fixture
-async def both(fresh_database, fresh_timescaledb) -> AsyncIterator[tuple[asyncpg.Connection, ...]]:
-    tsdb = await asyncpg.connect(await fresh_timescaledb())
-    plain = await asyncpg.connect(await fresh_database())
-    caps = await probe(tsdb)
-    assert caps.timescaledb and caps.timescaledb_tsl
-    await apply_migrations(tsdb, caps)
-    await pause_scheduled_jobs(tsdb)
-    await apply_migrations(plain, PLAIN)
-    yield plain, tsdb
-    await plain.close()
-    await tsdb.close()
-
-
-async def test_cost_history_is_the_same_on_both_storage_paths(both: tuple[asyncpg.Connection, ...]) -> None:
+async def test_cost_history_is_the_same_on_both_storage_paths(both_paths: tuple[Any, ...]) -> None:
     start = utc(2026, 2, 25)
     readings = (
         counter("main", start, 20 * 96, 0.4, minutes=15)
@@ -46,7 +28,8 @@ async def test_cost_history_is_the_same_on_both_storage_paths(both: tuple[asyncp
     )
     now = start + dt.timedelta(days=20)
     results = []
-    for conn in both:
+    plain, tsdb, _ = both_paths
+    for conn in (plain, tsdb):
         money = await conn.fetchval(
             "SELECT data_type FROM information_schema.columns"
             " WHERE table_name = 'cost_calculations' AND column_name = 'cost'"

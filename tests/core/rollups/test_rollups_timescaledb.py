@@ -15,29 +15,12 @@ from rollup_data import assert_same as assert_same_rows
 from rollup_data import at, rollup_rows, synthetic, write
 
 from aetherlens.config import RetentionSettings
-from aetherlens.db.capabilities import probe
-from aetherlens.db.migrations import apply_migrations
 from aetherlens.db.retention import apply_retention_settings
 from aetherlens.db.rollups import RollupJob, mark_pending
 
 pytestmark = pytest.mark.timescaledb
 
 START = at("2026-01-10T00:00:00")
-
-
-@pytest.fixture
-async def both(fresh_database, fresh_timescaledb):
-    """(plain connection, TimescaleDB connection, TimescaleDB capabilities), both migrated."""
-    tsdb = await asyncpg.connect(await fresh_timescaledb())
-    plain = await asyncpg.connect(await fresh_database())
-    caps = await probe(tsdb)
-    assert caps.timescaledb and caps.timescaledb_tsl
-    await apply_migrations(tsdb, caps)
-    await pause_scheduled_jobs(tsdb)
-    await apply_migrations(plain, PLAIN)
-    yield plain, tsdb, caps
-    await plain.close()
-    await tsdb.close()
 
 
 async def compare(plain: asyncpg.Connection, tsdb: asyncpg.Connection) -> dict:
@@ -49,8 +32,8 @@ async def compare(plain: asyncpg.Connection, tsdb: asyncpg.Connection) -> dict:
     return {"hourly": hourly, "daily": daily}
 
 
-async def test_same_numbers_on_both_paths_backfill_included(both) -> None:
-    plain, tsdb, caps = both
+async def test_same_numbers_on_both_paths_backfill_included(both_paths) -> None:
+    plain, tsdb, caps = both_paths
     rows = synthetic(START, 72)
     for conn in (plain, tsdb):
         await write(conn, rows)
@@ -94,8 +77,8 @@ async def test_same_numbers_on_both_paths_backfill_included(both) -> None:
         assert await conn.fetchval("SELECT count(*) FROM rollup_pending") == 0
 
 
-async def test_open_day_is_refreshed_at_most_every_interval(both) -> None:
-    _, tsdb, caps = both
+async def test_open_day_is_refreshed_at_most_every_interval(both_paths) -> None:
+    _, tsdb, caps = both_paths
     now = datetime.now(UTC).replace(microsecond=0)
     today = now.replace(hour=0, minute=0, second=0)
     this_hour = now.replace(minute=0, second=0)
@@ -118,8 +101,8 @@ async def test_open_day_is_refreshed_at_most_every_interval(both) -> None:
     assert (daily["count"], daily["increase"]) == (2, 1.0)
 
 
-async def test_late_data_older_than_raw_retention_keeps_the_aggregate(both) -> None:
-    _, tsdb, caps = both
+async def test_late_data_older_than_raw_retention_keeps_the_aggregate(both_paths) -> None:
+    _, tsdb, caps = both_paths
     old = (datetime.now(UTC) - timedelta(days=40)).replace(minute=0, second=0, microsecond=0)
     await write(tsdb, [(old + timedelta(minutes=m), "m1", "energy", float(m)) for m in range(0, 60, 10)])
     await RollupJob(caps).run_once(tsdb)
@@ -145,10 +128,10 @@ async def test_late_data_older_than_raw_retention_keeps_the_aggregate(both) -> N
     assert (await rollup_rows(tsdb, "metrics_hourly"))[(old, "m1", "energy")]["count"] == 1
 
 
-async def test_a_bucket_that_cannot_be_aggregated_fails_alone_on_timescaledb(both) -> None:
+async def test_a_bucket_that_cannot_be_aggregated_fails_alone_on_timescaledb(both_paths) -> None:
     from aetherlens.db.rollups import rollup_failures
 
-    _, tsdb, caps = both
+    _, tsdb, caps = both_paths
     # Written straight into metrics (ingest refuses it): the refresh of its hour overflows in avg().
     await write(
         tsdb,
