@@ -32,9 +32,8 @@ from aetherlens.costs import store
 from aetherlens.costs.allocation import allocate
 from aetherlens.costs.energy import load_carbon_series
 from aetherlens.costs.engine import (
-    ZERO,
-    Slot,
     TariffVersion,
+    VersionSet,
     compute_bills,
     cycle_bounds,
     energy_slot_minutes,
@@ -201,18 +200,15 @@ class CostJob:
         now: dt.datetime,
     ) -> int:
         """Price ``[start, stop)`` (whole cycles, the last one possibly open) into cost rows."""
-        stored = await read_devices(conn, start, stop)
+        stored = await read_devices(conn, start, stop, slot_minutes)
         demand: dict[int, dict[dt.datetime, Any]] = {}
         for w in {v.tariff.demand.window_minutes for v in versions}:
             demand[w] = {r["start"]: r["kw"] for r in await q.demand_windows(conn, start, stop, [w])}
         meter = self.meter_device
+        slots = stored.site_slots(meter)
         site_imp = site_exp = None
-        if meter:
+        if meter:  # the meter is the site; the devices share its bill
             site_imp, site_exp = stored.imports.pop(meter, {}), stored.exports.pop(meter, {})
-            times = sorted(set(site_imp) | set(site_exp))
-            slots = [Slot(t, site_imp.get(t, ZERO), site_exp.get(t, ZERO), ZERO) for t in times]
-        else:
-            slots = stored.site_slots(None)
         carbon = await load_carbon_series(conn, versions, start, stop)
         bills = compute_bills(
             versions, slots, slot_minutes, start, stop, demand_windows=demand, carbon_series=carbon
@@ -267,15 +263,12 @@ def _cycles(
     versions: Sequence[TariffVersion], spans: Sequence[tuple[dt.datetime, dt.datetime]], end: dt.datetime
 ) -> list[tuple[dt.datetime, dt.datetime]]:
     """The billing cycles (clipped to ``end``) that hold any of ``spans``, in order, merged when adjacent."""
+    in_force = VersionSet(versions)
     out: list[tuple[dt.datetime, dt.datetime]] = []
     for a, b in merge(spans):
         cursor = a
         while cursor < min(b, end):
-            tariff = versions[0].tariff
-            for v in versions:
-                if v.effective_from is None or v.effective_from <= cursor:
-                    tariff = v.tariff
-            cs, ce = cycle_bounds(tariff, cursor)
+            cs, ce = cycle_bounds(in_force.versions[in_force.at(cursor)].tariff, cursor)
             if not out or out[-1][1] <= cs:
                 out.append((cs, min(ce, end)))
             cursor = ce

@@ -333,15 +333,14 @@ async def device_costs(
     async with connection(conn) as c:
         tariff_id = tariff_id or await store.active_tariff_id(c)
         # The range is checked before anything else, tariff or not.
-        zone = (await store.versions_of(c, tariff_id))[-1].tariff.zone if tariff_id else dt.UTC
-        a, b = _range(start, end, zone)
-        if tariff_id is None:
+        versions = await store.versions_of(c, tariff_id) if tariff_id else []
+        a, b = _range(start, end, versions[-1].tariff.zone if versions else dt.UTC)
+        if not versions:
             return []
         moment = now or dt.datetime.now(dt.UTC)
         b = min(b, floor_time(moment, 1))  # costs so far: a range into the future stops at now
         if b <= a:
             return []
-        versions = await store.versions_of(c, tariff_id)
         grid = energy_slot_minutes(await store.all_tariffs(c))
         carbon = await load_carbon_series(c, versions, a, b)
         energy = await priced_energy(c, versions, a, b, meter_device, per_device=True)

@@ -119,10 +119,11 @@ async def derive(
     return energy.failed
 
 
-async def read_devices(conn: asyncpg.Connection, start: dt.datetime, end: dt.datetime) -> StoredEnergy:
-    """Stored slots per device in ``[start, end)`` (for allocation), with the stored windows."""
-    state = await q.energy_state(conn)
-    out = StoredEnergy(state["slot_minutes"] if state else 60)
+async def read_devices(
+    conn: asyncpg.Connection, start: dt.datetime, end: dt.datetime, slot_minutes: int
+) -> StoredEnergy:
+    """Stored slots per device in ``[start, end)`` (for allocation)."""
+    out = StoredEnergy(slot_minutes)
     for r in await q.device_slots(conn, start, end):
         if r["import_kwh"]:
             out.imports[r["device_id"]][r["slot"]] = r["import_kwh"]
