@@ -15,11 +15,11 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-import yaml
 
 from aetherlens.auth import queries as auth_queries
 from aetherlens.config import PluginSettings, Settings
 from aetherlens.costs import service as costs
+from aetherlens.costs.tariff import load_yaml
 from aetherlens.db.queries.metrics import last_counter_readings
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ async def _install_demo_tariff(core: Core, settings: Settings) -> None:
     pool = core.database.pool
     if await costs.list_tariffs(pool):
         return
-    definition = yaml.safe_load(files("aetherlens.costs").joinpath("demo_tariff.yaml").read_text("utf-8"))
+    definition = load_yaml(files("aetherlens.costs").joinpath("demo_tariff.yaml").read_text("utf-8"))
     definition.setdefault("timezone", settings.site.timezone)
     definition["currency"] = settings.site.currency
     await costs.create_tariff(pool, definition, active=True)

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import yaml
 
-from aetherlens.costs.tariff import Tariff, parse_tariff
+from aetherlens.costs.tariff import Tariff, load_yaml, parse_tariff
 from aetherlens.costs.urdb import is_urdb, pick_rate, urdb_to_tariff
 from aetherlens.errors import TariffError
 
@@ -23,7 +23,7 @@ def read_document(path: Path) -> Any:
     except orjson.JSONDecodeError:
         pass
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as exc:
         raise TariffError(f"tariff file {path} is neither JSON nor YAML: {exc}") from None
 

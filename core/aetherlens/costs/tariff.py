@@ -8,6 +8,7 @@ unknown currency ...) with a ``TariffError`` whose message names the field.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from functools import cached_property
 from typing import Any, Literal
@@ -23,6 +24,28 @@ from aetherlens.errors import TariffError, describe_validation_error, validation
 
 DayType = Literal["weekday", "weekend", "holiday", "all"]
 ALL_SEASONS = "all"
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's booleans: only true/false (any case) are booleans.
+
+    YAML 1.1 also reads on/off/yes/no/y/n as booleans, which turns a period named ``off`` (common in
+    time-of-use tariffs: peak / off) into the key ``False`` and fails validation with a puzzling message.
+    """
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse a tariff document (YAML 1.2 booleans, see ``_Yaml12Loader``); raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 class _Model(BaseModel):
@@ -403,7 +426,7 @@ def parse_tariff(data: Any) -> Tariff:
 
 def load_tariff_yaml(text: str) -> Tariff:
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         raise TariffError(f"tariff is not valid YAML: {exc}") from None
     return parse_tariff(data)

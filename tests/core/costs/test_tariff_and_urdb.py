@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from aetherlens.costs.tariff import load_tariff_yaml, parse_tariff
+from aetherlens.costs.files import read_document, tariff_from_document
+from aetherlens.costs.tariff import load_tariff_yaml, load_yaml, parse_tariff
 from aetherlens.costs.urdb import pick_rate, urdb_to_tariff
 from aetherlens.errors import TariffError
 
@@ -75,6 +76,31 @@ fixed: {per_month: 12.5}
     assert again == tariff
     with pytest.raises(TariffError, match="not valid YAML"):
         load_tariff_yaml("name: [unclosed")
+
+
+def test_period_names_yaml_1_1_would_read_as_booleans_stay_names(tmp_path: Path) -> None:
+    # "on"/"off"/"yes"/"no" are booleans in YAML 1.1; a tariff's "off" period must stay "off".
+    text = """
+name: On/off
+currency: EUR
+periods:
+  on: {price: 0.30}
+  off: {price: 0.10}
+  no: {price: 0.05}
+schedule:
+  - {period: on, hours: "7-22", days: [weekday]}
+  - {period: off, hours: "22-7", days: [weekday]}
+  - {period: no, days: [weekend]}
+"""
+    tariff = load_tariff_yaml(text)
+    assert list(tariff.periods) == ["on", "off", "no"]
+    assert tariff.periods["off"].price == D("0.10")
+    path = tmp_path / "onoff.yaml"
+    path.write_text(text, encoding="utf-8")
+    from_file, source = tariff_from_document(read_document(path), timezone="UTC")
+    assert (source, list(from_file.periods)) == ("yaml", ["on", "off", "no"])
+    # true/false stay booleans, so a boolean field still reads as one.
+    assert load_yaml("a: true\nb: False\nc: off") == {"a": True, "b": False, "c": "off"}
 
 
 def test_urdb_picks_by_label_and_maps_every_field() -> None:
