@@ -1,0 +1,362 @@
+"""The alert engine: evaluates every enabled rule, steps its state machine, stores and publishes transitions.
+
+Two drivers, neither on the ingest path:
+
+* **Series rules** (``threshold``): the writer's listener (:meth:`AlertEngine.on_written`) only queues a
+  reference to each committed batch (and nothing at all while no series rule exists); one task takes the
+  batches in order and evaluates them in memory (``series``). Only a transition touches the database.
+* **Scheduled rules** (windows, budgets, no data, plugins, cloud budgets, anomalies): one pass every
+  ``evaluation_interval`` seconds (``scheduled``), at the engine's clock (injectable for tests).
+
+Every rule is evaluated on its own: an exception in one is logged, counted and shown in ``/health``
+(``status()["failing_rules"]``), and every other rule goes on. A transition is stored with the rule's new
+state in one transaction (``db.queries.alerts.record_transition``) before it is published to the stream
+and handed to the webhook sender, so a restart repeats no "fired" and loses no "resolved"; when storing
+fails (the database is down) the state is rolled back and the next observation tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+import asyncpg
+from prometheus_client import Counter, Gauge
+
+from aetherlens.alerts import anomaly
+from aetherlens.alerts.machine import MachineState, Observation, step
+from aetherlens.alerts.rules import SCHEDULED_KINDS
+from aetherlens.alerts.scheduled import EVALUATORS, Pass
+from aetherlens.alerts.series import SeriesIndex, SeriesRule, describe, series_key
+from aetherlens.alerts.sources import NO_COSTS, CostSource
+from aetherlens.alerts.webhooks import WebhookOptions, WebhookSender
+from aetherlens.alerts.windows import calendar
+from aetherlens.config import Settings
+from aetherlens.db.queries import alerts as q
+
+log = logging.getLogger(__name__)
+
+QUEUE_BATCHES: Final = 1000  # committed batches waiting for the series evaluator before the oldest drops
+
+TRANSITIONS = Counter("aetherlens_alert_transitions_total", "Alert transitions stored", ["state", "severity"])
+RULE_ERRORS = Counter("aetherlens_alert_rule_errors_total", "Alert rule evaluations that raised")
+DROPPED = Counter(
+    "aetherlens_alert_batches_dropped_total", "Write batches the series evaluator fell behind on"
+)
+FIRING = Gauge("aetherlens_alerts_firing", "Alert series currently firing")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+type Publish = Callable[[dict[str, Any]], object]
+
+
+@dataclass
+class _Rule:
+    rule: q.AlertRule
+    states: dict[str, MachineState]
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settings: Settings,
+        *,
+        publish: Publish | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+        webhooks: WebhookOptions | None = None,
+        costs: CostSource = NO_COSTS,
+    ) -> None:
+        self.pool = pool
+        self.costs = costs
+        self.settings = settings
+        self.publish = publish
+        self.clock = clock
+        self.interval = settings.alerts.evaluation_interval
+        self.sender = WebhookSender(pool, webhooks or webhook_options(settings), clock=clock)
+        self._rules: dict[int, _Rule] = {}
+        self._index = SeriesIndex()
+        self._version: tuple[int, dt.datetime | None] | None = None
+        self._reload_wanted = True
+        self._queue: collections.deque[Sequence[Any]] = collections.deque(maxlen=QUEUE_BATCHES)
+        self._queued = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._dirty: set[int] = set()
+        self._baselines = anomaly.BaselineCache()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lock = asyncio.Lock()  # one evaluation touches a rule's state at a time
+        self.failing_rules: dict[int, str] = {}
+        self.last_pass: dt.datetime | None = None
+        self.last_pass_error: str | None = None
+        self.dropped_batches = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.reload()
+        self._tasks = [
+            asyncio.create_task(self._series_loop(), name="alerts-series"),
+            asyncio.create_task(self._schedule_loop(), name="alerts-schedule"),
+            asyncio.create_task(self.sender.run(), name="alerts-webhooks"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        try:
+            await self.save_states()
+        except Exception:
+            log.exception("could not store alert states at stop")
+        await self.sender.close()
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+
+    def rules_changed(self) -> None:
+        """A rule was created, changed or deleted (the API calls this): reload before the next evaluation."""
+        self._reload_wanted = True
+        self._queued.set()
+
+    def transition_recorded(self) -> None:
+        """Another part (the API's ack) stored a transition with outbox rows: deliver it now."""
+        self.sender.nudge()
+
+    # -- rules -------------------------------------------------------------------------------------------
+    async def reload(self) -> None:
+        """Read the enabled rules; a rule whose definition did not change keeps its in-memory state, a new
+        or changed one starts from its stored state, and every open event is a firing state."""
+        async with self._lock:
+            self._reload_wanted = False
+            self._version = await q.rules_version(self.pool)
+            stored = await q.engine_rules(self.pool)
+            opened = await q.open_events(self.pool)
+            rules: dict[int, _Rule] = {}
+            for er in stored:
+                known = self._rules.get(er.rule.id)
+                if known is not None and known.rule.updated_at == er.rule.updated_at:
+                    rules[er.rule.id] = _Rule(er.rule, known.states)
+                    continue
+                states = {k: MachineState.from_json(v) for k, v in er.state.items()}
+                rules[er.rule.id] = _Rule(er.rule, states)
+            for alert_id, device_id, event_id, triggered_at in opened:
+                entry = rules.get(alert_id)
+                if entry is None:
+                    continue
+                key = series_key(device_id)
+                current = entry.states.get(key, MachineState())
+                if current.phase != "firing" or current.event_id != event_id:
+                    entry.states[key] = replace(
+                        current, phase="firing", since=triggered_at, event_id=event_id
+                    )
+            self._rules = rules
+            self._index = SeriesIndex(r.rule for r in rules.values())
+            self.failing_rules = {k: v for k, v in self.failing_rules.items() if k in rules}
+            FIRING.set(sum(s.phase == "firing" for r in rules.values() for s in r.states.values()))
+
+    async def _reload_if_changed(self) -> None:
+        if self._reload_wanted or await q.rules_version(self.pool) != self._version:
+            await self.reload()
+
+    async def save_states(self) -> None:
+        """Store the states that changed without a transition (pending timers), so a restart keeps them."""
+        dirty, self._dirty = self._dirty, set()
+        states = {i: self._state_json(i) for i in dirty if i in self._rules}
+        try:
+            await q.save_states(self.pool, states)
+        except Exception:
+            self._dirty |= dirty
+            raise
+
+    def _state_json(self, rule_id: int) -> dict[str, Any]:
+        return {k: s.to_json() for k, s in self._rules[rule_id].states.items()}
+
+    # -- series rules (writer listener) -----------------------------------------------------------------
+    def on_written(self, rows: Sequence[Any]) -> None:
+        """Writer listener: queue the committed batch for the series evaluator and return at once."""
+        if not self._index:
+            return
+        if len(self._queue) == self._queue.maxlen:
+            self.dropped_batches += 1
+            DROPPED.inc()
+        self._queue.append(rows)
+        self._idle.clear()
+        self._queued.set()
+
+    async def drain(self) -> None:
+        """Wait until every batch queued so far has been evaluated (tests, shutdown)."""
+        await self._idle.wait()
+
+    async def _series_loop(self) -> None:
+        while True:
+            await self._queued.wait()
+            self._queued.clear()
+            try:
+                if self._reload_wanted:
+                    await self.reload()
+            except Exception:
+                log.exception("reloading alert rules failed")
+            while self._queue:
+                rows = self._queue.popleft()
+                try:
+                    await self.evaluate_rows(rows)
+                except Exception:  # never let one batch end series evaluation
+                    log.exception("evaluating a write batch failed")
+            if not self._queue:
+                self._idle.set()
+
+    async def evaluate_rows(self, rows: Sequence[Any]) -> None:
+        for sr, key, device_id, obs in self._index.observations(rows):
+            await self._observe(sr.rule.id, key, device_id, obs, sr.for_seconds, sr)
+
+    # -- scheduled rules ---------------------------------------------------------------------------------
+    async def _schedule_loop(self) -> None:
+        while True:
+            try:
+                await self.evaluate_scheduled()
+            except Exception as exc:  # the database may be down: the next pass tries again
+                self.last_pass_error = f"{type(exc).__name__}: {exc}"
+                log.exception("alert evaluation pass failed")
+            await asyncio.sleep(self.interval)
+
+    async def evaluate_scheduled(self, now: dt.datetime | None = None) -> None:
+        """One pass over every scheduled rule at ``now`` (default: the engine's clock)."""
+        now = now or self.clock()
+        await self._reload_if_changed()
+        async with self.pool.acquire() as conn:
+            cal = await calendar(conn, self.costs, self.settings.site.timezone, now)
+            p = Pass(
+                conn=conn,
+                now=now,
+                settings=self.settings,
+                calendar=cal,
+                baselines=self._baselines,
+                costs=self.costs,
+            )
+            for rule_id, entry in list(self._rules.items()):
+                kind = str(entry.rule.condition.get("type"))
+                if kind not in SCHEDULED_KINDS:
+                    continue
+                try:
+                    verdicts = await EVALUATORS[kind](p, entry.rule)
+                    for key, device_id, obs in verdicts:
+                        await self._observe(rule_id, key, device_id, obs, 0, None)
+                except Exception as exc:  # one bad rule never stops the others
+                    self._rule_failed(rule_id, exc)
+                else:
+                    self.failing_rules.pop(rule_id, None)
+        await self.save_states()
+        self.last_pass, self.last_pass_error = now, None
+
+    def _rule_failed(self, rule_id: int, exc: BaseException) -> None:
+        RULE_ERRORS.inc()
+        text = f"{type(exc).__name__}: {exc}"[:300]
+        if self.failing_rules.get(rule_id) != text:  # log a rule's failure once, not every pass
+            log.error("alert rule %s cannot be evaluated: %s", rule_id, text, exc_info=exc)
+        self.failing_rules[rule_id] = text
+
+    # -- the state machine and transitions ----------------------------------------------------------------
+    async def _observe(
+        self,
+        rule_id: int,
+        key: str,
+        device_id: str | None,
+        obs: Observation,
+        for_seconds: float,
+        series_rule: SeriesRule | None,
+    ) -> None:
+        async with self._lock:
+            entry = self._rules.get(rule_id)
+            if entry is None:
+                return
+            before = entry.states.get(key, MachineState())
+            after, transition = step(
+                before, obs, for_seconds=for_seconds, cooldown_seconds=entry.rule.cooldown_seconds
+            )
+            if after == before:
+                return
+            entry.states[key] = after
+            if transition is None:
+                if after.phase != before.phase or after.since != before.since:
+                    self._dirty.add(rule_id)
+                return
+            message = obs.message
+            if series_rule is not None:
+                message = describe(series_rule, device_id or "", obs.value, transition == "firing")
+            tr = q.TransitionIn(
+                rule=entry.rule,
+                device_id=device_id,
+                state=transition,
+                time=obs.time,
+                value=obs.value,
+                message=message,
+                details={"condition": entry.rule.condition},
+                rule_state=self._state_json(rule_id),
+                state_key=key,
+                event_id=before.event_id,
+            )
+            try:
+                async with self.pool.acquire() as conn:
+                    event_id, data = await q.record_transition(conn, tr)
+            except Exception:
+                entry.states[key] = before  # not stored: the next observation makes the transition again
+                raise
+            if transition == "firing":
+                entry.states[key] = replace(after, event_id=event_id)
+            self._dirty.discard(rule_id)
+        if data is not None:
+            self._deliver(entry.rule, data)
+
+    def _deliver(self, rule: q.AlertRule, data: dict[str, Any]) -> None:
+        TRANSITIONS.labels(data["state"], rule.severity).inc()
+        if data["state"] == "firing":
+            FIRING.inc()
+        elif data["state"] == "resolved":
+            FIRING.dec()
+        if any(isinstance(t, dict) and t.get("type") == "log" for t in rule.notify):
+            log.warning("alert %s %s: %s", rule.name, data["state"], data["message"], extra={"alert": data})
+        if self.publish is not None:
+            try:
+                self.publish(data)
+            except Exception:
+                log.exception("publishing an alert transition failed")
+        if q.webhook_urls(rule.notify):
+            self.sender.nudge()
+
+    # -- health ------------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return {
+            "running": self.running,
+            "rules": len(self._rules),
+            "series_rules": sum(r.rule.condition.get("type") == "threshold" for r in self._rules.values()),
+            "firing": sum(s.phase == "firing" for r in self._rules.values() for s in r.states.values()),
+            "failing_rules": {str(k): v for k, v in self.failing_rules.items()},
+            "queued_batches": len(self._queue),
+            "dropped_batches": self.dropped_batches,
+            "last_pass": self.last_pass.isoformat() if self.last_pass else None,
+            "last_pass_error": self.last_pass_error,
+            "interval_seconds": self.interval,
+        }
+
+    async def webhook_backlog(self) -> dict[str, int]:
+        return await q.delivery_backlog(self.pool)
+
+
+def webhook_options(settings: Settings) -> WebhookOptions:
+    a = settings.alerts
+    return WebhookOptions(
+        timeout=a.webhook_timeout,
+        max_attempts=a.webhook_max_attempts,
+        backoff_initial=a.webhook_backoff_initial,
+        backoff_max=a.webhook_backoff_max,
+    )
