@@ -98,15 +98,18 @@ class AlertEngine:
         self.last_pass: dt.datetime | None = None
         self.last_pass_error: str | None = None
         self.dropped_batches = 0
+        self.rows_seen = 0  # rows of committed batches evaluated (or needing no evaluation)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, *, schedule: bool = True, webhooks: bool = True) -> None:
+        """Start the series evaluator, and (unless a test drives them itself with
+        :meth:`evaluate_scheduled` / ``sender.deliver_due``) the schedule and the webhook sender."""
         await self.reload()
-        self._tasks = [
-            asyncio.create_task(self._series_loop(), name="alerts-series"),
-            asyncio.create_task(self._schedule_loop(), name="alerts-schedule"),
-            asyncio.create_task(self.sender.run(), name="alerts-webhooks"),
-        ]
+        self._tasks = [asyncio.create_task(self._series_loop(), name="alerts-series")]
+        if schedule:
+            self._tasks.append(asyncio.create_task(self._schedule_loop(), name="alerts-schedule"))
+        if webhooks:
+            self._tasks.append(asyncio.create_task(self.sender.run(), name="alerts-webhooks"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -162,6 +165,8 @@ class AlertEngine:
             self._rules = rules
             self._index = SeriesIndex(r.rule for r in rules.values())
             self.failing_rules = {k: v for k, v in self.failing_rules.items() if k in rules}
+            for rule_id, problem in self._index.invalid.items():
+                self._rule_failed(rule_id, ValueError(problem))
             FIRING.set(sum(s.phase == "firing" for r in rules.values() for s in r.states.values()))
 
     async def _reload_if_changed(self) -> None:
@@ -185,6 +190,7 @@ class AlertEngine:
     def on_written(self, rows: Sequence[Any]) -> None:
         """Writer listener: queue the committed batch for the series evaluator and return at once."""
         if not self._index:
+            self.rows_seen += len(rows)
             return
         if len(self._queue) == self._queue.maxlen:
             self.dropped_batches += 1
@@ -212,12 +218,16 @@ class AlertEngine:
                     await self.evaluate_rows(rows)
                 except Exception:  # never let one batch end series evaluation
                     log.exception("evaluating a write batch failed")
+                self.rows_seen += len(rows)
             if not self._queue:
                 self._idle.set()
 
     async def evaluate_rows(self, rows: Sequence[Any]) -> None:
         for sr, key, device_id, obs in self._index.observations(rows):
-            await self._observe(sr.rule.id, key, device_id, obs, sr.for_seconds, sr)
+            try:
+                await self._observe(sr.rule.id, key, device_id, obs, sr.for_seconds, sr)
+            except Exception as exc:  # one rule's failure (e.g. storing its transition) is its own
+                self._rule_failed(sr.rule.id, exc)
 
     # -- scheduled rules ---------------------------------------------------------------------------------
     async def _schedule_loop(self) -> None:

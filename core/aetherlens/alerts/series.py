@@ -46,19 +46,26 @@ def describe(rule: SeriesRule, device_id: str, value: float | None, firing: bool
 class SeriesIndex:
     def __init__(self, rules: Iterable[AlertRule] = ()) -> None:
         self._by_type: dict[str, list[SeriesRule]] = {}
+        self.invalid: dict[int, str] = {}  # rules whose stored condition cannot be read (left out)
         for rule in rules:
             cond = rule.condition
-            if cond.get("type") != "threshold" or rule.metric_type is None:
+            if cond.get("type") != "threshold":
                 continue
-            self._by_type.setdefault(rule.metric_type, []).append(
-                SeriesRule(
+            try:
+                if rule.metric_type is None:
+                    raise ValueError("a threshold rule needs a metric_type")
+                sr = SeriesRule(
                     rule=rule,
                     op=str(cond["op"]),
                     value=float(cond["value"]),
                     hysteresis=None if cond.get("hysteresis") is None else float(cond["hysteresis"]),
                     for_seconds=int(cond.get("for_seconds", 0)),
                 )
-            )
+                compare(sr.op, 0.0, sr.value, sr.hysteresis)  # an unknown op fails here, not per reading
+            except (KeyError, TypeError, ValueError) as exc:
+                self.invalid[rule.id] = f"{type(exc).__name__}: {exc}"
+                continue
+            self._by_type.setdefault(rule.metric_type, []).append(sr)
 
     def __bool__(self) -> bool:
         return bool(self._by_type)

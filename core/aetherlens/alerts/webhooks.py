@@ -89,7 +89,8 @@ class WebhookSender:
     async def deliver_due(self) -> int:
         """One pass: attempt every row due now (concurrently); return how many were delivered."""
         now = self.clock()
-        due = await q.due_deliveries(self.pool, now, BATCH)
+        lease = now + dt.timedelta(seconds=self.options.timeout * 2 + 5)
+        due = await q.claim_due_deliveries(self.pool, now, lease, BATCH)
         if not due:
             return 0
         results = await asyncio.gather(*(self._attempt(d) for d in due))

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import orjson
 
+from aetherlens.db.connection import PoolOrConnection, connection
 from aetherlens.db.queries import Queryable
 from aetherlens.db.queries.devices import device_exists
 from aetherlens.errors import NotFoundError, ValidationError
@@ -452,12 +453,12 @@ async def record_transition(conn: Any, tr: TransitionIn) -> tuple[int | None, di
 
 
 async def acknowledge_event(
-    conn: Any, event_id: int, by: str, now: datetime | None = None
+    db: PoolOrConnection, event_id: int, by: str, now: datetime | None = None
 ) -> tuple[AlertEvent, dict[str, Any] | None]:
     """Mark the event acknowledged and record an "acknowledged" transition (with its outbox rows).
     Idempotent: a second acknowledgement keeps the first one's time and name and records nothing."""
     now = now or datetime.now(UTC)
-    async with conn.transaction():
+    async with connection(db) as conn, conn.transaction():
         row = await conn.fetchrow(
             """UPDATE alert_events SET acknowledged_at = $3, acknowledged_by = $2
                WHERE id = $1 AND acknowledged_at IS NULL RETURNING id""",
@@ -503,13 +504,24 @@ class Delivery:
     data: dict[str, Any]
 
 
-async def due_deliveries(db: Queryable, now: datetime, limit: int) -> list[Delivery]:
+async def claim_due_deliveries(
+    db: Queryable, now: datetime, lease_until: datetime, limit: int
+) -> list[Delivery]:
+    """Rows due at ``now``, leased until ``lease_until`` (their next attempt time moves there), so two
+    senders never attempt the same row at once; a sender that dies mid-attempt leaves it due again later."""
     rows = await db.fetch(
-        """SELECT d.id, d.url, d.attempts, t.data::text
-           FROM alert_deliveries d JOIN alert_transitions t ON t.id = d.transition_id
-           WHERE d.delivered_at IS NULL AND d.failed_at IS NULL AND d.next_attempt_at <= $1
-           ORDER BY d.next_attempt_at, d.id LIMIT $2""",
+        """WITH due AS (
+               SELECT id FROM alert_deliveries
+               WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1
+               ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED
+           ), leased AS (
+               UPDATE alert_deliveries d SET next_attempt_at = $2 FROM due WHERE d.id = due.id
+               RETURNING d.id, d.url, d.attempts, d.transition_id
+           )
+           SELECT l.id, l.url, l.attempts, t.data::text
+           FROM leased l JOIN alert_transitions t ON t.id = l.transition_id ORDER BY l.id""",
         now,
+        lease_until,
         limit,
     )
     return [Delivery(r[0], r[1], r[2], orjson.loads(r[3])) for r in rows]
