@@ -313,6 +313,7 @@ class AlertEngine:
                 details={"condition": entry.rule.condition},
                 rule_state=self._state_json(rule_id),
                 state_key=key,
+                due=self.clock(),
                 event_id=before.event_id,
             )
             try:
@@ -359,7 +360,8 @@ class AlertEngine:
         }
 
     async def webhook_backlog(self) -> dict[str, int]:
-        return await q.delivery_backlog(self.pool)
+        """Webhook deliveries waiting, retrying, and given up in the last day (for /health)."""
+        return await q.delivery_backlog(self.pool, self.clock() - dt.timedelta(days=1))
 
 
 def webhook_options(settings: Settings) -> WebhookOptions:

@@ -338,7 +338,7 @@ WITH t AS (
     VALUES ($1, $2, $3, $4, $5::text::jsonb) RETURNING id
 )
 INSERT INTO alert_deliveries (transition_id, url, next_attempt_at)
-SELECT t.id, u, $4 FROM t, unnest($6::text[]) AS u
+SELECT t.id, u, $7 FROM t, unnest($6::text[]) AS u
 ON CONFLICT DO NOTHING
 """
 
@@ -362,6 +362,7 @@ class TransitionIn:
     details: dict[str, Any]
     rule_state: dict[str, Any]  # the rule's whole state after this transition
     state_key: str  # which series of the rule (its key in ``rule_state``)
+    due: datetime  # when its webhooks are first attempted (the engine's clock; ``time`` is the reading's)
     event_id: int | None = None  # resolved: the event it closes
 
 
@@ -440,6 +441,7 @@ async def record_transition(conn: Any, tr: TransitionIn) -> tuple[int | None, di
                 tr.time,
                 orjson.dumps(data).decode(),
                 webhook_urls(tr.rule.notify),
+                tr.due,
             )
         rule_state = dict(tr.rule_state)
         if tr.state == "firing" and event_id is not None:  # the firing state learns its event id here
@@ -482,6 +484,7 @@ async def acknowledge_event(
             now,
             orjson.dumps(data).decode(),
             webhook_urls(rule.notify),
+            now,
         )
     return event, data
 
@@ -550,7 +553,7 @@ async def mark_attempt_failed(
     await db.execute(
         """UPDATE alert_deliveries SET attempts = attempts + 1, last_error = $2,
                next_attempt_at = coalesce($3, next_attempt_at),
-               failed_at = CASE WHEN $3::timestamptz IS NULL THEN $4 END
+               failed_at = CASE WHEN $3::timestamptz IS NULL THEN $4::timestamptz END
            WHERE id = $1""",
         delivery_id,
         error[:500],
@@ -559,12 +562,15 @@ async def mark_attempt_failed(
     )
 
 
-async def delivery_backlog(db: Queryable) -> dict[str, int]:
+async def delivery_backlog(db: Queryable, failed_since: datetime) -> dict[str, int]:
+    """Outbox rows waiting (``pending``; ``retrying``: after a failed attempt) and given up since
+    ``failed_since`` (``failed``)."""
     row = await db.fetchrow(
         """SELECT count(*) FILTER (WHERE delivered_at IS NULL AND failed_at IS NULL),
                   count(*) FILTER (WHERE delivered_at IS NULL AND failed_at IS NULL AND attempts > 0),
-                  count(*) FILTER (WHERE failed_at > now() - interval '1 day')
-           FROM alert_deliveries"""
+                  count(*) FILTER (WHERE failed_at > $1)
+           FROM alert_deliveries""",
+        failed_since,
     )
     return {"pending": int(row[0]), "retrying": int(row[1]), "failed": int(row[2])}
 
