@@ -475,7 +475,6 @@ async def acknowledge_event(
         data = transition_data(
             rule, event.id, event.device_id, "acknowledged", event.value, event.message, now
         )
-        data["acknowledged_by"] = by
         await conn.execute(
             _TRANSITION_SQL,
             event.id,
