@@ -145,7 +145,8 @@ async def test_one_unreadable_rule_does_not_stop_the_others(env: Env) -> None:
     # Written past the API's validation (an older version, a hand edit): its condition cannot be read.
     bad = await env.pool.fetchval(
         """INSERT INTO alerts (name, device_id, metric_type, condition)
-           VALUES ('broken', 'kettle', 'power', '{"type": "threshold", "op": "~", "value": "x"}') RETURNING id"""
+           VALUES ('broken', 'kettle', 'power', '{"type": "threshold", "op": "~", "value": "x"}')
+           RETURNING id"""
     )
     await env.rule(
         device_id="kettle", metric_type="power", condition={"type": "threshold", "op": ">", "value": 1500}
