@@ -32,7 +32,7 @@ from aetherlens.alerts import anomaly
 from aetherlens.alerts.machine import MachineState, Observation, step
 from aetherlens.alerts.rules import SCHEDULED_KINDS
 from aetherlens.alerts.scheduled import EVALUATORS, Pass
-from aetherlens.alerts.series import SeriesIndex, SeriesRule, describe, series_key
+from aetherlens.alerts.series import SeriesIndex, describe, series_key
 from aetherlens.alerts.sources import NO_COSTS, CostSource
 from aetherlens.alerts.webhooks import WebhookOptions, WebhookSender
 from aetherlens.alerts.windows import calendar
@@ -223,11 +223,41 @@ class AlertEngine:
                 self._idle.set()
 
     async def evaluate_rows(self, rows: Sequence[Any]) -> None:
-        for sr, key, device_id, obs in self._index.observations(rows):
-            try:
-                await self._observe(sr.rule.id, key, device_id, obs, sr.for_seconds, sr)
-            except Exception as exc:  # one rule's failure (e.g. storing its transition) is its own
-                self._rule_failed(sr.rule.id, exc)
+        """Step the series rules through one committed batch (in memory), then store its transitions
+        in order; a transition that cannot be stored rolls its series back (the next batch retries)."""
+        async with self._lock:
+
+            def states(rule_id: int) -> dict[str, MachineState] | None:
+                entry = self._rules.get(rule_id)
+                return entry.states if entry is not None else None
+
+            found, changed = self._index.run(rows, states)
+            self._dirty |= changed
+            opened: dict[tuple[int, str], int | None] = {}
+            failed: set[tuple[int, str]] = set()
+            for st in found:
+                rule_id, where = st.rule.rule.id, (st.rule.rule.id, st.key)
+                entry = self._rules.get(rule_id)
+                if entry is None or where in failed:
+                    continue
+                event_id = st.before.event_id if st.before.event_id is not None else opened.get(where)
+                message = describe(st.rule, st.device_id, st.obs.value, st.transition == "firing")
+                try:
+                    new_id, data = await self._record(
+                        entry, st.key, st.device_id, st.after, st.transition, st.obs, message, event_id
+                    )
+                except Exception as exc:  # one rule's failure (e.g. the database is down) is its own
+                    entry.states[st.key] = st.before
+                    failed.add(where)
+                    self._rule_failed(rule_id, exc)
+                    continue
+                if st.transition == "firing":
+                    opened[where] = new_id
+                    current = entry.states.get(st.key)
+                    if current is not None and current.phase == "firing" and current.event_id is None:
+                        entry.states[st.key] = replace(current, event_id=new_id)
+                if data is not None:
+                    self._deliver(entry.rule, data)
 
     # -- scheduled rules ---------------------------------------------------------------------------------
     async def _schedule_loop(self) -> None:
@@ -260,7 +290,7 @@ class AlertEngine:
                 try:
                     verdicts = await EVALUATORS[kind](p, entry.rule)
                     for key, device_id, obs in verdicts:
-                        await self._observe(rule_id, key, device_id, obs, 0, None)
+                        await self._observe(rule_id, key, device_id, obs, 0)
                 except Exception as exc:  # one bad rule never stops the others
                     self._rule_failed(rule_id, exc)
                 else:
@@ -277,14 +307,9 @@ class AlertEngine:
 
     # -- the state machine and transitions ----------------------------------------------------------------
     async def _observe(
-        self,
-        rule_id: int,
-        key: str,
-        device_id: str | None,
-        obs: Observation,
-        for_seconds: float,
-        series_rule: SeriesRule | None,
+        self, rule_id: int, key: str, device_id: str | None, obs: Observation, for_seconds: float
     ) -> None:
+        """One observation of a scheduled rule's series: step its state, store a transition."""
         async with self._lock:
             entry = self._rules.get(rule_id)
             if entry is None:
@@ -293,40 +318,50 @@ class AlertEngine:
             after, transition = step(
                 before, obs, for_seconds=for_seconds, cooldown_seconds=entry.rule.cooldown_seconds
             )
-            if after == before:
-                return
             entry.states[key] = after
             if transition is None:
-                if after.phase != before.phase or after.since != before.since:
+                if (after.phase, after.since) != (before.phase, before.since):
                     self._dirty.add(rule_id)
                 return
-            message = obs.message
-            if series_rule is not None:
-                message = describe(series_rule, device_id or "", obs.value, transition == "firing")
-            tr = q.TransitionIn(
-                rule=entry.rule,
-                device_id=device_id,
-                state=transition,
-                time=obs.time,
-                value=obs.value,
-                message=message,
-                details={"condition": entry.rule.condition},
-                rule_state=self._state_json(rule_id),
-                state_key=key,
-                due=self.clock(),
-                event_id=before.event_id,
-            )
             try:
-                async with self.pool.acquire() as conn:
-                    event_id, data = await q.record_transition(conn, tr)
+                event_id, data = await self._record(
+                    entry, key, device_id, after, transition, obs, obs.message, before.event_id
+                )
             except Exception:
                 entry.states[key] = before  # not stored: the next observation makes the transition again
                 raise
             if transition == "firing":
                 entry.states[key] = replace(after, event_id=event_id)
-            self._dirty.discard(rule_id)
         if data is not None:
             self._deliver(entry.rule, data)
+
+    async def _record(
+        self,
+        entry: _Rule,
+        key: str,
+        device_id: str | None,
+        after: MachineState,
+        transition: str,
+        obs: Observation,
+        message: str,
+        event_id: int | None,
+    ) -> tuple[int | None, dict[str, Any] | None]:
+        """Store one transition with the rule's state as it is right after it (caller holds the lock)."""
+        tr = q.TransitionIn(
+            rule=entry.rule,
+            device_id=device_id,
+            state=transition,
+            time=obs.time,
+            value=obs.value,
+            message=message,
+            details={"condition": entry.rule.condition},
+            rule_state={**self._state_json(entry.rule.id), key: after.to_json()},
+            state_key=key,
+            due=self.clock(),
+            event_id=event_id,
+        )
+        async with self.pool.acquire() as conn:
+            return await q.record_transition(conn, tr)
 
     def _deliver(self, rule: q.AlertRule, data: dict[str, Any]) -> None:
         TRANSITIONS.labels(data["state"], rule.severity).inc()
