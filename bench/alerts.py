@@ -177,7 +177,8 @@ async def run(args: argparse.Namespace) -> int:
         print(
             f"alerts benchmark: {args.rows:,} metrics ({DEVICES} devices x 2 types), "
             f"{args.producers} producers x {args.batch:,}-metric batches; {SERIES_RULES} threshold + "
-            f"{DEVICES - SERIES_RULES} scheduled rules; PostgreSQL {capabilities.pg_version}, {os.cpu_count()} cores",
+            f"{DEVICES - SERIES_RULES} scheduled rules; PostgreSQL {capabilities.pg_version}, "
+            f"{os.cpu_count()} cores",
             file=sys.stderr,
         )
         runs: list[Run] = []

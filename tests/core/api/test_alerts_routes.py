@@ -170,7 +170,8 @@ async def test_events_list_filter_and_ack(make_api: MakeApi) -> None:
     t0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
     ids = [
         await api.pool.fetchval(
-            """INSERT INTO alert_events (alert_id, device_id, triggered_at, resolved_at, severity, value, message)
+            """INSERT INTO alert_events
+                   (alert_id, device_id, triggered_at, resolved_at, severity, value, message)
                VALUES ($1, 'kettle', $2::timestamptz, $2::timestamptz + interval '30 seconds', 'critical',
                        2000, 'too high') RETURNING id""",
             rule["id"],

@@ -28,7 +28,8 @@ async def _event(pool: asyncpg.Pool, alert_id: int, minutes: int, device: str = 
     event_id: int = await pool.fetchval(
         """INSERT INTO alert_events
                (alert_id, device_id, triggered_at, resolved_at, severity, value, message, details)
-           VALUES ($1, $2, $3::timestamptz, $3::timestamptz + interval '1 minute', 'critical', 2000, 'too high', '{"threshold": 1500}')
+           VALUES ($1, $2, $3::timestamptz, $3::timestamptz + interval '1 minute', 'critical', 2000,
+                   'too high', '{"threshold": 1500}')
            RETURNING id""",
         alert_id,
         device,
