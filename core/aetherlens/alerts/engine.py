@@ -251,6 +251,7 @@ class AlertEngine:
                     failed.add(where)
                     self._rule_failed(rule_id, exc)
                     continue
+                self.failing_rules.pop(rule_id, None)
                 if st.transition == "firing":
                     opened[where] = new_id
                     current = entry.states.get(st.key)

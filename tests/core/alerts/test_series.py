@@ -155,3 +155,35 @@ async def test_one_unreadable_rule_does_not_stop_the_others(env: Env) -> None:
     await env.ingest(minutes("kettle", [2000]), engine)
     assert env.states() == ["firing"]
     assert str(bad) in engine.status()["failing_rules"]
+
+
+async def test_fire_and_resolve_inside_one_batch_close_the_same_event(env: Env) -> None:
+    await env.device("iron")
+    await env.rule(
+        device_id="iron", metric_type="power", condition={"type": "threshold", "op": ">", "value": 1000}
+    )
+    engine = await env.engine()
+    await env.ingest(minutes("iron", [10, 1200, 1300, 20, 30]), engine)  # one submit, one batch
+    assert env.states() == ["firing", "resolved"]
+    assert env.published[0]["event_id"] == env.published[1]["event_id"]
+    (event,) = await q.list_events(env.pool)
+    assert (event.state, event.triggered_at, event.resolved_at) == ("resolved", T0 + MIN, T0 + 3 * MIN)
+
+
+async def test_a_transition_that_cannot_be_stored_is_made_again_later(env: Env) -> None:
+    await env.device("fan")
+    rule = await env.rule(
+        device_id="fan", metric_type="power", condition={"type": "threshold", "op": ">", "value": 50}
+    )
+    engine = await env.engine()
+    # The database refuses the transition (as during an outage): nothing is published, the rule is
+    # reported, and its state stays where it was.
+    await env.pool.execute("ALTER TABLE alert_transitions ADD CONSTRAINT refuse CHECK (false) NOT VALID")
+    await env.ingest(minutes("fan", [80]), engine)
+    assert env.published == [] and await q.list_events(env.pool) == []
+    assert str(rule.id) in engine.status()["failing_rules"]
+    await env.pool.execute("ALTER TABLE alert_transitions DROP CONSTRAINT refuse")
+    await env.ingest(minutes("fan", [85], T0 + MIN), engine)
+    assert env.states() == ["firing"]
+    assert [t["state"] for t in await q.transitions(env.pool)] == ["firing"]
+    assert engine.status()["failing_rules"] == {}
