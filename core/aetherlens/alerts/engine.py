@@ -38,6 +38,7 @@ from aetherlens.alerts.webhooks import WebhookOptions, WebhookSender
 from aetherlens.alerts.windows import calendar
 from aetherlens.config import Settings
 from aetherlens.db.queries import alerts as q
+from aetherlens.errors import NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +153,11 @@ class AlertEngine:
                     continue
                 states = {k: MachineState.from_json(v) for k, v in er.state.items()}
                 rules[er.rule.id] = _Rule(er.rule, states)
+            orphans: list[tuple[int, str | None, int]] = []
             for alert_id, device_id, event_id, triggered_at in opened:
                 entry = rules.get(alert_id)
-                if entry is None:
+                if entry is None:  # its rule was disabled: nothing will resolve it any more
+                    orphans.append((alert_id, device_id, event_id))
                     continue
                 key = series_key(device_id)
                 current = entry.states.get(key, MachineState())
@@ -168,6 +171,34 @@ class AlertEngine:
             for rule_id, problem in self._index.invalid.items():
                 self._rule_failed(rule_id, ValueError(problem))
             FIRING.set(sum(s.phase == "firing" for r in rules.values() for s in r.states.values()))
+            for alert_id, device_id, event_id in orphans:
+                await self._close_disabled(alert_id, device_id, event_id)
+
+    async def _close_disabled(self, alert_id: int, device_id: str | None, event_id: int) -> None:
+        """Resolve the open event of a disabled rule, so no consumer shows it firing forever."""
+        try:
+            rule = await q.get_alert(self.pool, alert_id)
+        except NotFoundError:
+            return
+        now = self.clock()
+        entry = _Rule(rule, {})
+        obs = Observation(now, False, True, None, f"{rule.name}: the rule was disabled")
+        try:
+            _, data = await self._record(
+                entry,
+                series_key(device_id),
+                device_id,
+                MachineState(resolved_at=now),
+                "resolved",
+                obs,
+                obs.message,
+                event_id,
+            )
+        except Exception:
+            log.exception("could not resolve the open event %s of disabled rule %s", event_id, alert_id)
+            return
+        if data is not None:
+            self._deliver(rule, data)
 
     async def _reload_if_changed(self) -> None:
         if self._reload_wanted or await q.rules_version(self.pool) != self._version:
@@ -356,7 +387,7 @@ class AlertEngine:
             value=obs.value,
             message=message,
             details={"condition": entry.rule.condition},
-            rule_state={**self._state_json(entry.rule.id), key: after.to_json()},
+            rule_state={**{k: v.to_json() for k, v in entry.states.items()}, key: after.to_json()},
             state_key=key,
             due=self.clock(),
             event_id=event_id,

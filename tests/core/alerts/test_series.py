@@ -187,3 +187,31 @@ async def test_a_transition_that_cannot_be_stored_is_made_again_later(env: Env) 
     assert env.states() == ["firing"]
     assert [t["state"] for t in await q.transitions(env.pool)] == ["firing"]
     assert engine.status()["failing_rules"] == {}
+
+
+async def test_disabling_a_firing_rule_resolves_its_open_event(env: Env) -> None:
+    await env.device("sauna")
+    rule = await env.rule(
+        device_id="sauna", metric_type="temperature", condition={"type": "threshold", "op": ">", "value": 90}
+    )
+    engine = await env.engine()
+    await env.ingest(minutes("sauna", [95], metric="temperature"), engine)
+    assert env.states() == ["firing"]
+    await q.replace_alert(
+        env.pool,
+        rule.id,
+        q.AlertFields(
+            name=rule.name,
+            device_id="sauna",
+            metric_type="temperature",
+            condition=rule.condition,
+            enabled=False,
+        ),
+    )
+    await engine.reload()
+    assert env.states() == ["firing", "resolved"]
+    assert "the rule was disabled" in env.published[1]["message"]
+    (event,) = await q.list_events(env.pool)
+    assert event.state == "resolved"
+    await engine.reload()  # nothing left to resolve
+    assert env.states() == ["firing", "resolved"]
