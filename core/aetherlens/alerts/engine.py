@@ -223,8 +223,9 @@ class AlertEngine:
         if not self._index:
             self.rows_seen += len(rows)
             return
-        if len(self._queue) == self._queue.maxlen:
+        if len(self._queue) == self._queue.maxlen:  # the oldest batch drops out (its rows are stored)
             self.dropped_batches += 1
+            self.rows_seen += len(self._queue[0])
             DROPPED.inc()
         self._queue.append(rows)
         self._idle.clear()
