@@ -170,6 +170,17 @@ class PluginsSection(_Section):
     cpu_limit_percent: float = Field(default=50.0, gt=0, le=100)
 
 
+class AlertsSettings(_Section):
+    """The alert engine (docs/ALERTS.md). ``rules`` are validated like POST /alerts bodies at start."""
+
+    evaluation_interval: float = Field(default=30.0, ge=1, le=3600, description="scheduled rules, seconds")
+    webhook_timeout: float = Field(default=10.0, gt=0, le=120)
+    webhook_max_attempts: int = Field(default=12, ge=1, le=100)
+    webhook_backoff_initial: float = Field(default=5.0, gt=0)
+    webhook_backoff_max: float = Field(default=3600.0, gt=0)
+    rules: list[dict[str, Any]] = Field(default_factory=list, description="rules declared in the file")
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "text"] = "json"
@@ -194,6 +205,7 @@ class Settings(BaseSettings):
     plugin_options: PluginsSection = Field(default_factory=PluginsSection)
     plugins: dict[str, PluginSettings] = Field(default_factory=dict)
     log: LogSettings = Field(default_factory=LogSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -7,6 +7,7 @@ Ctrl-C or SIGTERM drains the write queue into PostgreSQL (or the spool) before t
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,14 +18,19 @@ import asyncpg
 import orjson
 
 from aetherlens import __version__
+from aetherlens.alerts.config_rules import sync_config_rules
+from aetherlens.alerts.engine import AlertEngine
+from aetherlens.alerts.sources import CostSource, TariffView
 from aetherlens.api.context import ApiContext
 from aetherlens.api.security import AUTH_SERVICE_KEY
 from aetherlens.api.server import ApiServer
-from aetherlens.api.stream import publish_written
+from aetherlens.api.stream import StreamHub, publish_written
 from aetherlens.auth.service import AuthService, ensure_admin
 from aetherlens.collect import Collector
 from aetherlens.config import Settings
 from aetherlens.costs import service as cost_service
+from aetherlens.costs import store as tariff_store
+from aetherlens.costs.engine import cycle_bounds
 from aetherlens.costs.job import CostJob
 from aetherlens.db.database import Database, open_database
 from aetherlens.db.migrations import instance_id
@@ -68,6 +74,7 @@ class Core:
         self._server: ApiServer | None = None
         self._jobs: list[asyncio.Task[None]] = []
         self._cost_job: CostJob | None = None
+        self.alerts: AlertEngine | None = None
 
     async def start(self, host: str | None = None, port: int | None = None) -> Started:
         began = time.monotonic()
@@ -88,6 +95,10 @@ class Core:
         self.supervisor = Supervisor(plugin_settings, self.collector, pool=pool)
 
         self._cost_job = CostJob(meter_device=settings.site.meter_device, capabilities=capabilities)
+        stream = StreamHub()
+        self.alerts = AlertEngine(
+            pool, settings, publish=lambda data: stream.publish("alerts", data), costs=cost_source(settings)
+        )
         self.context = ApiContext(
             settings=settings,
             pool=pool,
@@ -96,14 +107,21 @@ class Core:
             writer=self.writer,
             supervisor=self.supervisor,
             cost_job=self._cost_job,
+            alert_engine=self.alerts,
             instance_id=instance,
             version=__version__,
+            stream=stream,
         )
         self.writer.add_listener(self._on_written)
+        # Series rules see every committed batch; the listener only queues it (alerts/engine.py).
+        self.writer.add_listener(self.alerts.on_written)
         await self.supervisor.prepare()  # manifests read: their metric types are known before any submit
         self.collector.register_metric_types(
             d.as_metric_type() for d in self.supervisor.extra_metric_types().values()
         )
+        async with pool.acquire() as conn:  # a bad rule in the file stops the start, naming its key
+            await sync_config_rules(conn, settings, set(self.collector.units.types))
+        await self.alerts.start()
         await self.supervisor.start()
 
         rollups = RollupJob(capabilities, raw_retention_days=settings.retention.raw_days)
@@ -142,6 +160,7 @@ class Core:
         self._jobs = []
         steps: list[tuple[str, Callable[[], Awaitable[Any]] | None]] = [
             ("api", self._server.stop if self._server else None),
+            ("alerts", self.alerts.stop if self.alerts else None),
             ("plugins", self.supervisor.stop if self.supervisor else None),
             ("writer", self.writer.close if self.writer else None),
             ("database", self.database.close if self.database else None),
@@ -206,6 +225,35 @@ class Core:
             except Exception:  # a background job must outlive a failed pass (e.g. a database restart)
                 log.exception("background job failed; retrying in %.0f s", interval)
             await asyncio.sleep(interval)
+
+
+def cost_source(settings: Settings) -> CostSource:
+    """The cost engine's answers the alert engine reads (they are siblings: it cannot import costs)."""
+
+    async def summary(conn: asyncpg.Connection, now: dt.datetime) -> dict[str, Any]:
+        return await cost_service.summary(conn, settings, now=now)
+
+    async def history(
+        conn: asyncpg.Connection, device_id: str | None, start: dt.datetime, end: dt.datetime
+    ) -> list[dict[str, Any]]:
+        points: list[dict[str, Any]] = (await cost_service.history(conn, device_id, start, end, "hour"))[
+            "points"
+        ]
+        return points
+
+    async def tariff(conn: asyncpg.Connection, now: dt.datetime) -> TariffView | None:
+        tariff_id = await tariff_store.active_tariff_id(conn)
+        if tariff_id is None:
+            return None
+        versions = await tariff_store.versions_of(conn, tariff_id)
+        current = versions[-1].tariff
+        for version in versions:  # the version in force at ``now``
+            if version.effective_from is None or version.effective_from <= now:
+                current = version.tariff
+        chosen = current
+        return TariffView(zone=chosen.zone, currency=chosen.currency, cycle=lambda t: cycle_bounds(chosen, t))
+
+    return CostSource(summary=summary, history=history, tariff=tariff)
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:

@@ -51,6 +51,18 @@ class JobStatusLike(Protocol):
     def status(self) -> Mapping[str, Any]: ...
 
 
+class AlertEngineLike(Protocol):
+    """The running alert engine, as the API sees it."""
+
+    def status(self) -> Mapping[str, Any]: ...
+
+    def rules_changed(self) -> None: ...
+
+    def transition_recorded(self) -> None: ...
+
+    async def webhook_backlog(self) -> Mapping[str, int]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class StaticCapabilities:
     """Capabilities known up front (tests, or a core that probed before building the app)."""
@@ -70,6 +82,7 @@ class ApiContext:
     writer: WriterStatusLike | None = None
     supervisor: SupervisorLike | None = None
     cost_job: JobStatusLike | None = None
+    alert_engine: AlertEngineLike | None = None
     instance_id: str = "unknown"
     version: str = "0.0.0"
     # Broadcast hub of the WebSocket stream; producers call ``ctx.stream.publish(topic, data)``.

@@ -17,6 +17,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
+from aetherlens.alerts.rules import RuleError
 from aetherlens.api.context import CTX_KEY
 from aetherlens.auth.errors import InvalidTokenError
 from aetherlens.db.outage import DATABASE_UNREACHABLE
@@ -54,6 +55,7 @@ STATUS_BY_ERROR: Final[dict[type[AetherLensError], int]] = {
     AetherLensError: 500,
     ConfigError: 400,
     ValidationError: 400,  # TariffError ...
+    RuleError: 422,  # a well-formed alert rule that cannot work (unknown device, impossible threshold)
     PluginError: 400,
     AuthenticationError: 401,  # InvalidTokenError
     PermissionDeniedError: 403,
@@ -86,6 +88,7 @@ HTTP_CODES = {
     411: "length_required",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    422: "unprocessable_entity",
     429: "rate_limited",
 }
 

@@ -39,6 +39,7 @@ _STATUS_TEXT = {
     404: "Not found",
     409: "Conflict",
     413: "Request body larger than api.max_body_bytes",
+    422: "Well-formed but unworkable (details.field names the field)",
     429: "Rate limited; see Retry-After",
     503: "Temporarily unavailable; see Retry-After",
 }

@@ -76,13 +76,91 @@ async def test_rule_validation(make_api: MakeApi) -> None:
         ({**RULE, "notify": [{"type": "webhook", "url": "ftp://x"}]}, "body.notify"),
         ({k: v for k, v in RULE.items() if k != "name"}, "body.name"),
         ({**RULE, "colour": "red"}, "body.colour"),
-        ({**RULE, "device_id": "ghost"}, "device 'ghost' does not exist"),
+        ({**RULE, "condition": {"type": "anomaly", "sensitivity": 11}}, "body.condition.anomaly.sensitivity"),
+        ({**RULE, "condition": {"type": "anomaly", "min_history_days": 3}}, "body.condition.anomaly"),
+        ({**RULE, "condition": {"type": "budget", "scope": "site", "period": "day", "amount": -1}}, "amount"),
+        ({**RULE, "condition": {"type": "energy", "window": "week", "op": ">", "value": 1}}, "window"),
     ]
     for body, text in cases:
         resp = await api.client.post("/api/v1/alerts", json=body, headers=h)
         assert resp.status == 400, (body, await resp.text())
         assert text in error_of(await resp.json(), "validation_error")["message"]
     assert (await (await api.client.get("/api/v1/alerts", headers=h)).json())["items"] == []
+
+
+async def test_unworkable_rules_are_422_naming_the_field(make_api: MakeApi) -> None:
+    """Well-formed rules that cannot work: unknown device, unknown metric type, impossible threshold."""
+    api = await make_api()
+    h = await _writer(api)
+    site_budget = {"type": "budget", "scope": "site", "period": "cycle", "amount": 100, "projected": True}
+    cases: list[tuple[dict[str, Any], str, str]] = [
+        ({**RULE, "device_id": "ghost"}, "body.device_id", "device 'ghost' does not exist"),
+        ({**RULE, "metric_type": "humidity"}, "body.metric_type", "unknown metric type 'humidity'"),
+        (
+            {
+                **RULE,
+                "metric_type": "power_factor",
+                "condition": {"type": "threshold", "op": ">", "value": 1.5},
+            },
+            "body.condition.value",
+            "can never hold",
+        ),
+        (
+            {**RULE, "metric_type": "energy", "condition": {"type": "threshold", "op": "<", "value": 0}},
+            "body.condition.value",
+            "can never hold",
+        ),
+        ({**RULE, "metric_type": None}, "body.metric_type", "needs the metric_type"),
+        (
+            {**RULE, "condition": {"type": "energy", "window": "day", "op": "<", "value": 0}},
+            "body.condition.value",
+            "never below 0",
+        ),
+        ({**RULE, "condition": site_budget}, "body.device_id", "leave device_id out"),
+        (
+            {**RULE, "device_id": None, "condition": {**site_budget, "scope": "device"}},
+            "body.device_id",
+            "needs the device_id",
+        ),
+        (
+            {
+                **RULE,
+                "device_id": None,
+                "condition": {"type": "anomaly", "sensitivity": 5, "min_history_days": 14},
+            },
+            "body.device_id",
+            "one device's series",
+        ),
+    ]
+    for body, field, text in cases:
+        resp = await api.client.post("/api/v1/alerts", json=body, headers=h)
+        assert resp.status == 422, (body, await resp.text())
+        error = error_of(await resp.json(), "invalid_rule")
+        assert error["details"]["field"] == field, body
+        assert field in error["message"] and text in error["message"], error
+    rule = await (await api.client.post("/api/v1/alerts", json=RULE, headers=h)).json()
+    resp = await api.client.put(
+        f"/api/v1/alerts/{rule['id']}", json={**RULE, "device_id": "ghost"}, headers=h
+    )
+    assert resp.status == 422
+    assert error_of(await resp.json(), "invalid_rule")["details"]["field"] == "body.device_id"
+    # Every kind the contract names is accepted when it can work.
+    for condition in (
+        {"type": "no_data", "for_seconds": 900},
+        {"type": "energy", "window": "hour", "op": ">", "value": 2},
+        {"type": "cost", "window": "cycle", "op": ">=", "value": 50},
+        {"type": "plugin_unhealthy", "plugin_id": "shelly"},
+        {"type": "cloud_budget", "provider": "aws", "account": "123", "amount": 200, "projected": True},
+        {"type": "anomaly", "sensitivity": 7, "min_history_days": 7},
+        {**site_budget, "scope": "device", "percent": 80},
+    ):
+        resp = await api.client.post("/api/v1/alerts", json={**RULE, "condition": condition}, headers=h)
+        assert resp.status == 201, (condition, await resp.text())
+        assert (await resp.json())["condition"] == condition | (
+            {"value": float(condition["value"])} if "value" in condition else {}
+        ) | ({"amount": float(condition["amount"])} if "amount" in condition else {}) | (
+            {"percent": float(condition["percent"])} if "percent" in condition else {}
+        )
 
 
 async def test_events_list_filter_and_ack(make_api: MakeApi) -> None:
@@ -92,8 +170,10 @@ async def test_events_list_filter_and_ack(make_api: MakeApi) -> None:
     t0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
     ids = [
         await api.pool.fetchval(
-            """INSERT INTO alert_events (alert_id, device_id, triggered_at, severity, value, message)
-               VALUES ($1, 'kettle', $2, 'critical', 2000, 'too high') RETURNING id""",
+            """INSERT INTO alert_events
+                   (alert_id, device_id, triggered_at, resolved_at, severity, value, message)
+               VALUES ($1, 'kettle', $2::timestamptz, $2::timestamptz + interval '30 seconds', 'critical',
+                       2000, 'too high') RETURNING id""",
             rule["id"],
             t0 + dt.timedelta(minutes=i),
         )

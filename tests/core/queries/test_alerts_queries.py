@@ -24,9 +24,13 @@ RULE = q.AlertFields(
 
 
 async def _event(pool: asyncpg.Pool, alert_id: int, minutes: int, device: str = "kettle") -> int:
+    # Resolved a minute later: only one event of a rule and series may be open at a time.
     event_id: int = await pool.fetchval(
-        """INSERT INTO alert_events (alert_id, device_id, triggered_at, severity, value, message, details)
-           VALUES ($1, $2, $3, 'critical', 2000, 'too high', '{"threshold": 1500}') RETURNING id""",
+        """INSERT INTO alert_events
+               (alert_id, device_id, triggered_at, resolved_at, severity, value, message, details)
+           VALUES ($1, $2, $3::timestamptz, $3::timestamptz + interval '1 minute', 'critical', 2000,
+                   'too high', '{"threshold": 1500}')
+           RETURNING id""",
         alert_id,
         device,
         T0 + timedelta(minutes=minutes),
@@ -49,6 +53,7 @@ async def test_rule_crud_round_trip(pool: asyncpg.Pool) -> None:
         "cooldown_seconds": 60,
         "created_at": None,
         "updated_at": None,
+        "source": "api",
     }
     assert await q.get_alert(pool, rule.id) == rule
     assert [r.id for r in await q.list_alerts(pool)] == [rule.id]
@@ -99,11 +104,17 @@ async def test_events_filtered_newest_first_and_ack_is_idempotent(pool: asyncpg.
     assert [e.id for e in window] == [second]
     assert [e.id for e in await q.list_events(pool, limit=1)] == [third]
 
-    acked = await q.acknowledge_event(pool, second, "alice")
+    acked, data = await q.acknowledge_event(pool, second, "alice")
     assert acked.acknowledged_by == "alice" and acked.acknowledged_at is not None
     assert acked.details == {"threshold": 1500}
-    again = await q.acknowledge_event(pool, second, "bob")
-    assert (again.acknowledged_by, again.acknowledged_at) == ("alice", acked.acknowledged_at)
+    assert data is not None and (data["state"], data["event_id"], data["name"]) == (
+        "acknowledged",
+        second,
+        "kettle left on",
+    )
+    again, repeat = await q.acknowledge_event(pool, second, "bob")
+    assert (again.acknowledged_by, again.acknowledged_at, repeat) == ("alice", acked.acknowledged_at, None)
+    assert [t["state"] for t in await q.transitions(pool, second)] == ["acknowledged"]
     assert [e.id for e in await q.list_events(pool, unacknowledged=True)] == [third, first]
 
     with pytest.raises(NotFoundError):

@@ -169,6 +169,34 @@ def check_quarantine(ctx: ApiContext) -> dict[str, Any] | None:
     }
 
 
+async def check_alerts(ctx: ApiContext) -> dict[str, Any] | None:
+    """The alert engine runs, every rule evaluates, and webhooks are not piling up or given up on."""
+    if ctx.alert_engine is None:
+        return None
+    state = dict(ctx.alert_engine.status())
+    try:
+        async with asyncio.timeout(3):
+            backlog = dict(await ctx.alert_engine.webhook_backlog())
+    except Exception as exc:
+        backlog = {}
+        state["backlog_error"] = type(exc).__name__
+    failing = dict(state.get("failing_rules") or {})
+    problems = []
+    status: Status = "ok"
+    if not state.get("running"):
+        status = "failing"
+        problems.append("the alert evaluator is not running")
+    if failing:
+        problems.append(f"{len(failing)} rule(s) cannot be evaluated: {', '.join(sorted(failing))}")
+    if backlog.get("retrying"):
+        problems.append(f"{backlog['retrying']} webhook delivery(ies) are being retried")
+    if backlog.get("failed"):
+        problems.append(f"{backlog['failed']} webhook delivery(ies) were given up")
+    if problems and status == "ok":
+        status = "degraded"
+    return {**state, "webhooks": backlog, "status": status, "message": "; ".join(problems) or None}
+
+
 def check_disk(ctx: ApiContext) -> dict[str, Any]:
     path = ctx.settings.data_dir
     while not path.exists() and path != path.parent:
@@ -194,6 +222,7 @@ async def _report(ctx: ApiContext, *, full: bool) -> web.Response:
             ("plugins", check_plugins(ctx)),
             ("costs", check_costs(ctx)),
             ("quarantine", check_quarantine(ctx)),
+            ("alerts", await check_alerts(ctx)),
             ("disk", check_disk(ctx)),
         ):
             if result is not None:

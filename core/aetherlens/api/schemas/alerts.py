@@ -1,60 +1,58 @@
-"""Alert rule and event shapes.
+"""Alert rule and event shapes of the HTTP API.
 
-A rule watches one series (``device_id`` + ``metric_type``; both optional = every device / type) with a
-``condition``; the alert engine evaluates it and writes ``alert_events``. Conditions:
-
-* ``{"type": "threshold", "op": ">", "value": 1500, "for_seconds": 600}`` — the value stays past the
-  threshold for ``for_seconds``;
-* ``{"type": "no_data", "for_seconds": 900}`` — no reading for that long.
+The rule body is the alert engine's :class:`~aetherlens.alerts.rules.RuleSpec` (the YAML configuration's
+``alerts.rules`` items use the same model); conditions are listed in docs/ALERTS.md and CONTRACT.md
+"Alert conditions". Event items carry the stream's transition keys (``event_id``, ``name``, ``state``,
+``time``) next to the stored columns.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
+from aetherlens.alerts.rules import (
+    AnomalyCondition,
+    BudgetCondition,
+    CloudBudgetCondition,
+    Condition,
+    CostCondition,
+    EnergyCondition,
+    LogTarget,
+    NoDataCondition,
+    NotifyTarget,
+    PluginUnhealthyCondition,
+    RuleSpec,
+    ThresholdCondition,
+    WebhookTarget,
+)
 from aetherlens.api.routing import ApiModel
 from aetherlens.api.schemas.common import QueryTime
 
+__all__ = [
+    "AlertIn",
+    "AlertList",
+    "AlertOut",
+    "AnomalyCondition",
+    "BudgetCondition",
+    "CloudBudgetCondition",
+    "Condition",
+    "CostCondition",
+    "EnergyCondition",
+    "EventList",
+    "EventOut",
+    "EventQuery",
+    "LogTarget",
+    "NoDataCondition",
+    "NotifyTarget",
+    "PluginUnhealthyCondition",
+    "ThresholdCondition",
+    "WebhookTarget",
+]
 
-class ThresholdCondition(ApiModel):
-    type: Literal["threshold"]
-    op: Literal[">", ">=", "<", "<="]
-    value: float
-    for_seconds: int = Field(default=0, ge=0, le=7 * 86400)
-
-
-class NoDataCondition(ApiModel):
-    type: Literal["no_data"]
-    for_seconds: int = Field(gt=0, le=30 * 86400)
-
-
-Condition = Annotated[ThresholdCondition | NoDataCondition, Field(discriminator="type")]
-
-
-class LogTarget(ApiModel):
-    type: Literal["log"]
-
-
-class WebhookTarget(ApiModel):
-    type: Literal["webhook"]
-    url: str = Field(pattern=r"^https?://", max_length=2000)
-
-
-NotifyTarget = Annotated[LogTarget | WebhookTarget, Field(discriminator="type")]
-
-
-class AlertIn(ApiModel):
-    name: str = Field(min_length=1, max_length=200)
-    enabled: bool = True
-    device_id: str | None = Field(default=None, min_length=1, description="default: every device")
-    metric_type: str | None = Field(default=None, min_length=1)
-    condition: Condition
-    severity: Literal["info", "warning", "critical"] = "warning"
-    notify: list[NotifyTarget] = Field(default_factory=list, max_length=20)
-    cooldown_seconds: int = Field(default=300, ge=0, le=7 * 86400)
+AlertIn = RuleSpec
 
 
 class AlertOut(BaseModel):
@@ -69,6 +67,7 @@ class AlertOut(BaseModel):
     cooldown_seconds: int
     created_at: datetime
     updated_at: datetime
+    source: str = Field(description="api, or config for rules declared in the configuration file")
 
 
 class AlertList(BaseModel):
@@ -86,13 +85,19 @@ class EventQuery(ApiModel):
 
 class EventOut(BaseModel):
     id: int
+    event_id: int
     alert_id: int
+    name: str
     device_id: str | None
+    severity: str
+    state: str = Field(description="firing, acknowledged (open and acknowledged) or resolved")
+    value: float | None = Field(description="the value that made it fire")
+    message: str
+    time: datetime = Field(description="time of the latest transition")
     triggered_at: datetime
     resolved_at: datetime | None
-    severity: str
-    value: float | None
-    message: str
+    resolved_value: float | None
+    resolved_message: str | None
     details: dict[str, Any]
     acknowledged_at: datetime | None
     acknowledged_by: str | None
