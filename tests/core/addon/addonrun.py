@@ -89,6 +89,10 @@ class AddonHome:
             ["bash", str(script), *args], env=self.env(**env), capture_output=True, text=True, timeout=timeout
         )
 
+    def spawn_script(self, script: Path, **env: str) -> subprocess.Popen[bytes]:
+        """A long-running script (an s6 longrun) in the background."""
+        return subprocess.Popen(["bash", str(script)], env=self.env(**env))
+
     async def start(self) -> None:
         """The core's s6 `run` script, as a background process; returns once /health/ready is 200."""
         self.spawn()

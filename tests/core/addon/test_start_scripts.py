@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from dbtest import wait_until
 
 from aetherlens.commands._addon_options import DB_LISTEN_PORT, READONLY_PASSWORD_FILE
 
@@ -100,9 +100,7 @@ async def test_grafana_forwarder_publishes_the_read_only_role(home: AddonHome) -
     await home.start()
     password = (home.config / READONLY_PASSWORD_FILE).read_text().strip()
     public = free_port()
-    proxy = subprocess.Popen(
-        ["bash", str(DB_PROXY)], env=home.env(DB_PUBLIC_PORT=str(public), DB_LISTEN_PORT=str(DB_LISTEN_PORT))
-    )
+    proxy = home.spawn_script(DB_PROXY, DB_PUBLIC_PORT=str(public), DB_LISTEN_PORT=str(DB_LISTEN_PORT))
     try:
         conn = None
         for _ in range(100):  # until socat listens
@@ -132,11 +130,16 @@ async def test_grafana_forwarder_publishes_the_read_only_role(home: AddonHome) -
 async def test_forwarder_stays_idle_without_database_access(home: AddonHome) -> None:
     (home.data / "addon").mkdir(parents=True)
     (home.data / "addon" / "render.json").write_text(json.dumps({"database_access": False}, indent=2))
-    proxy = subprocess.Popen(["bash", str(DB_PROXY)], env=home.env(DB_PUBLIC_PORT=str(free_port())))
+    proxy = home.spawn_script(DB_PROXY, DB_PUBLIC_PORT=str(free_port()))
+    cmdline = Path(f"/proc/{proxy.pid}/cmdline")
+
+    def command() -> bytes:
+        return cmdline.read_bytes()
+
     try:
-        with pytest.raises(subprocess.TimeoutExpired):
-            proxy.wait(timeout=1)  # s6 would restart a longrun that exits: it must stay up
-        assert "socat" not in Path(f"/proc/{proxy.pid}/cmdline").read_bytes().decode(errors="replace")
+        # It execs `sleep infinity` (s6 would restart a longrun that exits), never socat.
+        await wait_until(lambda: b"sleep" in command(), timeout=10, what="the idle forwarder")
+        assert b"socat" not in command() and proxy.poll() is None
     finally:
         proxy.terminate()
         proxy.wait(timeout=10)
