@@ -8,8 +8,10 @@ schema), restated here because the Supervisor is not a dependency of the core.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -239,3 +241,42 @@ def test_dockerfile_pins_a_home_assistant_base_image() -> None:
     image, _, tag = base[0].partition(":")
     assert tag and tag != "latest" and re.search(r"\d{4}\.\d{2}\.\d+", tag), base[0]
     assert image == "ghcr.io/home-assistant/base-debian"  # multi-arch (amd64 + arm64)
+
+
+def _shell_scripts() -> list[Path]:
+    found = []
+    for path in sorted((ADDON / "rootfs").rglob("*")):
+        if path.is_file():
+            head = path.read_text(errors="replace").splitlines()[:2]
+            if any(line.startswith("#!") and ("bash" in line or "with-contenv" in line) for line in head) or (
+                "# shellcheck shell=bash" in head
+            ):
+                found.append(path)
+    return found
+
+
+def test_dockerfile_and_scripts_pass_hadolint_and_shellcheck() -> None:
+    bindir = Path(sys.executable).parent
+    scripts = _shell_scripts()
+    assert len(scripts) >= 7, scripts  # run, finish, db-proxy, announce, pg-upgrade, common, 2 hooks
+    for script in scripts:
+        if script.name != "common.sh":  # sourced, not run
+            assert script.stat().st_mode & 0o111, f"{script} is not executable"
+    hadolint = subprocess.run([bindir / "hadolint", ADDON / "Dockerfile"], capture_output=True, text=True)
+    assert hadolint.returncode == 0, hadolint.stdout + hadolint.stderr
+    shellcheck = subprocess.run([bindir / "shellcheck", "-x", *scripts], capture_output=True, text=True)
+    assert shellcheck.returncode == 0, shellcheck.stdout + shellcheck.stderr
+
+
+def test_s6_services_are_wired() -> None:
+    s6 = ADDON / "rootfs" / "etc" / "s6-overlay" / "s6-rc.d"
+    assert (s6 / "aetherlens" / "type").read_text().strip() == "longrun"
+    assert (s6 / "announce" / "type").read_text().strip() == "oneshot"
+    assert (s6 / "db-proxy" / "type").read_text().strip() == "longrun"
+    assert {p.name for p in (s6 / "user" / "contents.d").iterdir()} == {"aetherlens", "announce", "db-proxy"}
+    assert (s6 / "announce" / "dependencies.d" / "aetherlens").exists()
+    up = (s6 / "announce" / "up").read_text().split()
+    assert (ADDON / "rootfs" / up[0].lstrip("/")).is_file()
+    for script in (s6 / "aetherlens" / "run", s6 / "aetherlens" / "finish", s6 / "db-proxy" / "run"):
+        # with-contenv: the Supervisor's environment (SUPERVISOR_TOKEN, TZ) is visible to the service.
+        assert script.read_text().startswith("#!/command/with-contenv bash"), script
