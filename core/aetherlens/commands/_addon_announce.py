@@ -16,15 +16,16 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from aetherlens.auth import queries as q
 from aetherlens.commands._auth_db import auth_service
 from aetherlens.config import Settings
 from aetherlens.errors import AetherLensError
 from aetherlens.keyfile import write_private_file
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class Announcement:
 
 async def wait_ready(session: aiohttp.ClientSession, api_url: str, timeout: float) -> None:
     """Poll ``/health/ready`` until it answers 200 or ``timeout`` seconds pass."""
+    import aiohttp  # here, not at the top: the CLI imports every command module (tests/core/cli)
+
     deadline = time.monotonic() + timeout
     last = "no answer"
     while True:
@@ -105,6 +108,8 @@ def _read_key_file(path: Path) -> tuple[str, str] | None:
 
 async def add_on_hostname(session: aiohttp.ClientSession, supervisor_url: str, token: str) -> str:
     """The add-on's name on the Supervisor's network (``/addons/self/info``), else the container's."""
+    import aiohttp
+
     try:
         async with session.get(
             f"{supervisor_url}/addons/self/info", headers={"Authorization": f"Bearer {token}"}
@@ -131,6 +136,8 @@ async def announce(
     ready_timeout: float,
 ) -> Announcement:
     """Wait for the core, get the integration's key, and POST the discovery message."""
+    import aiohttp
+
     if not token:
         raise AnnounceError("SUPERVISOR_TOKEN is not set; discovery works only inside the add-on")
     timeout = aiohttp.ClientTimeout(total=30)
