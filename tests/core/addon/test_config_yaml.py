@@ -280,3 +280,9 @@ def test_s6_services_are_wired() -> None:
     for script in (s6 / "aetherlens" / "run", s6 / "aetherlens" / "finish", s6 / "db-proxy" / "run"):
         # with-contenv: the Supervisor's environment (SUPERVISOR_TOKEN, TZ) is visible to the service.
         assert script.read_text().startswith("#!/command/with-contenv bash"), script
+
+
+def test_dockerfile_builds_the_core_of_the_add_on_version() -> None:
+    dockerfile = (ADDON / "Dockerfile").read_text()
+    assert f"ARG BUILD_VERSION={CONFIG['version']}" in dockerfile
+    assert "#v${BUILD_VERSION}" in dockerfile  # the release tag of the same version
