@@ -161,3 +161,28 @@ def test_backup_post_only_removes_leftovers(home: AddonHome) -> None:
     result = home.run_script(BACKUP_POST)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in backup.iterdir()) == ["keep.dump"]
+
+
+@pytest.mark.parametrize(
+    ("args", "halts", "code"),
+    [
+        (("0", "0"), False, None),
+        (("256", "15"), False, None),
+        (("1", "0"), True, "1"),
+        (("256", "9"), True, "137"),
+    ],
+)
+def test_finish_stops_the_container_only_when_the_core_failed(
+    home: AddonHome, args: tuple[str, str], halts: bool, code: str | None
+) -> None:
+    results = home.root / "results"
+    results.mkdir()
+    halt = home.root / "halt"
+    halt.write_text(f"#!/bin/sh\ntouch {home.root / 'halted'}\n")
+    halt.chmod(0o755)
+    finish = RUN.with_name("finish")
+    result = home.run_script(finish, *args, ADDON_S6_RESULTS_DIR=str(results), ADDON_S6_HALT=str(halt))
+    assert result.returncode == 0, result.stderr
+    assert (home.root / "halted").exists() is halts
+    exitcode = results / "exitcode"
+    assert (exitcode.read_text().strip() if exitcode.exists() else None) == code
