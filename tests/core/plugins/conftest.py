@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,8 +22,17 @@ from aetherlens.plugins.testkit import MemorySink
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def make_settings(enabled: dict[str, dict[str, Any]], **options: Any) -> Settings:
-    """Settings that see the fixture plugins (unsigned, allowed by name) and enable the given ones."""
+def make_settings(
+    enabled: dict[str, dict[str, Any]], *, data_dir: Path | None = None, **options: Any
+) -> Settings:
+    """Settings that see the fixture plugins (unsigned, allowed by name) and enable the given ones.
+
+    ``data_dir`` (where plugin instances keep their state folders) is a fresh temporary folder unless
+    given, so no test sees another's plugin state and none writes to the machine's real data dir.
+    """
+    if data_dir is None:
+        data_dir = Path(tempfile.mkdtemp(prefix="aetherlens-plugintest-"))
+        atexit.register(shutil.rmtree, data_dir, True)
     plugin_options = {
         "directories": [str(FIXTURES)],
         "allow_unsigned": sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()),
@@ -28,7 +40,7 @@ def make_settings(enabled: dict[str, dict[str, Any]], **options: Any) -> Setting
         **options,
     }
     plugins = {pid: {"enabled": True, **spec} for pid, spec in enabled.items()}
-    return load_settings(env={}, plugin_options=plugin_options, plugins=plugins)
+    return load_settings(env={}, data_dir=data_dir, plugin_options=plugin_options, plugins=plugins)
 
 
 FAST = SupervisorOptions(
