@@ -64,6 +64,7 @@ class SupervisorOptions:
     monitor_interval: float = 1.0
     jitter: float = 0.1
     export_queue_batches: int = 100
+    health_interval: float = 10.0  # how often a pushing plugin's get_health() is copied into its status
     memory_limit_mb: int | None = None  # None: settings.plugin_options.memory_limit_mb
     cpu_limit_percent: float | None = None
 
@@ -372,6 +373,7 @@ class PluginRunner:
                     helpers.append(asyncio.create_task(self._forward_exports()))
                 if self.manifest.has("metrics.push"):
                     helpers.append(asyncio.create_task(self._take_pushes()))
+                    helpers.append(asyncio.create_task(self._refresh_health()))
             cause, detail = await asyncio.shield(self._ended)
         except asyncio.CancelledError:
             self._end("stopped", "supervisor cancelled")
@@ -627,6 +629,20 @@ class PluginRunner:
             }
         with contextlib.suppress(PluginUnavailable):  # the process is gone: nobody to tell
             await self._send(ack)
+
+    async def _refresh_health(self) -> None:
+        # A pushing plugin has no polls whose results show it is well: its own health report (counts
+        # of messages, malformed payloads, connection state) is what `plugins status` shows instead.
+        while True:
+            try:
+                health = await self.request("health")
+            except PluginUnavailable:
+                return
+            except PluginError as exc:
+                self.last_error = exc.message
+            else:
+                self.health = dict(health) if isinstance(health, dict) else {}
+            await asyncio.sleep(self.options.health_interval)
 
     async def _forward_exports(self) -> None:
         while True:

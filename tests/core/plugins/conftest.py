@@ -58,6 +58,7 @@ FAST = SupervisorOptions(
     cpu_window=1.0,
     monitor_interval=0.2,
     jitter=0.1,
+    health_interval=0.2,
 )
 
 

@@ -235,6 +235,8 @@ async def test_garbage_is_counted_and_logged_with_its_topic_and_never_stops_the_
     assert f"malformed payload on {root}/status/switch:0: not JSON" in caplog.text
     assert f"malformed payload on {root}/j: no 'a.b' in the payload" in caplog.text
     assert runner.crashes == 0 and runner.state == "running"
+    # the same counts reach the plugin's status (plugins status / GET /api/v1/plugins/mqtt)
+    await wait_until(lambda: runner.status()["health"].get("malformed") == len(garbage), what="status health")
 
 
 async def test_a_broker_restart_is_ridden_out_without_losing_later_messages(
