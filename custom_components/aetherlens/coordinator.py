@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 OPT_EXCLUDED_DEVICES = "excluded_devices"
 OPT_EXCLUDED_CLOUD = "excluded_cloud_accounts"
 
+MAX_REMEMBERED_EVENTS = 2000
+
 # Stream state -> the state of the `aetherlens_alert` event (CONTRACT.md).
 EVENT_STATES = {"firing": "fired", "resolved": "resolved", "acknowledged": "acknowledged"}
 
@@ -123,6 +125,8 @@ class AetherLensCoordinator(DataUpdateCoordinator[AetherLensData]):
         self._comparison_cache: tuple[tuple[Any, ...], list[TariffComparison] | None] = ((), None)
         self._emitted: dict[str, set[str]] = {}  # alert event id -> transitions already announced
         self._baseline_done = False
+        self._transitions = 0  # count of alert transitions taken from the stream
+        self._transition_seq: dict[str, int] = {}  # alert id -> number of its last stream transition
 
     # ------------------------------------------------------------------------------- exposure
 
@@ -141,6 +145,7 @@ class AetherLensCoordinator(DataUpdateCoordinator[AetherLensData]):
     # -------------------------------------------------------------------------------- polling
 
     async def _async_update_data(self) -> AetherLensData:
+        transitions_before = self._transitions
         try:
             data = await self._fetch()
         except AetherLensAuthError as err:
@@ -156,6 +161,13 @@ class AetherLensCoordinator(DataUpdateCoordinator[AetherLensData]):
         if self.data is not None:
             # Live values pushed after this poll started are newer than what it read.
             data.metrics = _newest(data.metrics, self.data.metrics)
+            # Alerts the stream moved while this poll was under way: the stream's word is newer.
+            for alert_id, seq in self._transition_seq.items():
+                if seq > transitions_before:
+                    if alert_id in self.data.open_events:
+                        data.open_events[alert_id] = self.data.open_events[alert_id]
+                    else:
+                        data.open_events.pop(alert_id, None)
         self._track_alert_events(data)
         self._update_issues(data)
         self._remove_stale_devices(data)
@@ -264,6 +276,8 @@ class AetherLensCoordinator(DataUpdateCoordinator[AetherLensData]):
 
     def _apply_transition(self, event: AlertTransition) -> None:
         data = self.data
+        self._transitions += 1
+        self._transition_seq[event.alert_id] = self._transitions
         if event.state == "firing":
             data.open_events[event.alert_id] = AlertEvent(
                 id=event.event_id,
@@ -301,8 +315,9 @@ class AetherLensCoordinator(DataUpdateCoordinator[AetherLensData]):
     @callback
     def stream_state_changed(self) -> None:
         """Stream lost or back: poll now, so a dead core turns entities unavailable without waiting a
-        whole interval, and values missed while it was down are read."""
-        self.hass.async_create_task(self.async_request_refresh(), eager_start=True)
+        whole interval, and values missed while it was down are read. Not debounced: these are rare,
+        and the debouncer's cooldown would hold the recovery back by seconds."""
+        self.hass.async_create_task(self.async_refresh(), eager_start=True)
 
     # ---------------------------------------------------------------------------------- alerts
 
@@ -342,10 +357,9 @@ class AetherLensCoordinator(DataUpdateCoordinator[AetherLensData]):
                     },
                 )
         self._baseline_done = True
-        # Forget events that left the polled window (the memory stays bounded).
-        live = {e.id for e in data.recent_events} | {e.id for e in data.open_events.values()}
-        for event_id in set(self._emitted) - live:
-            del self._emitted[event_id]
+        # Bounded memory: forget the oldest announced events (far beyond the polled window).
+        while len(self._emitted) > MAX_REMEMBERED_EVENTS:
+            del self._emitted[next(iter(self._emitted))]
 
     # ----------------------------------------------------------------------- registry upkeep
 

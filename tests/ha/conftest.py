@@ -43,7 +43,7 @@ def load_fixture(name: str) -> Any:
 type Answer = Callable[[web.Request], tuple[int, Any]]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -53,7 +53,7 @@ class CoreServer:
     """The core's API, answering from the recorded fixtures."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.api_key = API_KEY
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.sockets: list[web.WebSocketResponse] = []
