@@ -249,3 +249,9 @@ async def test_stream_unreachable(core: CoreServer, session: aiohttp.ClientSessi
     with pytest.raises(AetherLensConnectionError):
         async for _ in client.stream():
             pass
+
+
+async def test_stream_idle_counts_as_dead(client: AetherLensClient, core: CoreServer) -> None:
+    with pytest.raises(AetherLensConnectionError, match="sent nothing"):
+        async for event in client.stream(idle_timeout=0.2):
+            assert isinstance(event, Subscribed)
