@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 
 import aiohttp
@@ -26,7 +27,7 @@ from .conftest import ACTIVE_TARIFF, INSTANCE_ID, CoreServer, load_fixture
 
 
 @pytest.fixture
-async def session() -> aiohttp.ClientSession:
+async def session() -> AsyncGenerator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as client_session:
         yield client_session
 
