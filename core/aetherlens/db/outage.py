@@ -20,6 +20,10 @@ DATABASE_UNREACHABLE: Final = (
     asyncpg.TooManyConnectionsError,
     asyncpg.ReadOnlySQLTransactionError,  # a standby, or a primary being demoted
     asyncpg.InvalidCatalogNameError,  # the database is gone (dropped, or not restored yet)
+    # The client's protocol state broke (a server killed mid-COPY can leave it "in an unexpected
+    # state"): the connection is unusable, the rows are not at fault. Treated as data, the whole batch
+    # went to the dead-letter file under load in the kill -9 outage test.
+    asyncpg.InternalClientError,
 )
 
 

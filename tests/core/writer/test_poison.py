@@ -20,6 +20,7 @@ from writer_data import BASE, make_rows
 from aetherlens.api.routes.health import check_quarantine
 from aetherlens.config import WriterSettings
 from aetherlens.db.deadletter import FILE_NAME
+from aetherlens.db.outage import is_content_error, is_outage
 from aetherlens.db.spool import Row, Spool, encode_batch
 from aetherlens.db.writer import BatchQuarantinedError, Writer
 
@@ -144,3 +145,19 @@ async def test_a_spooled_batch_that_cannot_be_decoded_is_quarantined_too(
     assert await stored_by_device(ingest_dsn) == {"behind": 4}
     [entry] = dead_letters(spool_dir)
     assert entry["origin"] == "replay" and "12 W" in str(entry["rows"])
+
+
+@pytest.mark.parametrize(
+    ("exc", "outage", "content"),
+    [
+        (ConnectionResetError("reset by peer"), True, False),
+        (asyncpg.InterfaceError("cannot perform operation: another operation is in progress"), True, False),
+        # A broken client protocol state (seen after a kill -9 of the server mid-COPY) is not the rows'
+        # fault: it must spool and retry, never dead-letter the batch.
+        (asyncpg.InternalClientError("protocol is in an unexpected state"), True, False),
+        (asyncpg.NumericValueOutOfRangeError("out of range"), False, True),
+        (asyncpg.DiskFullError("disk full"), False, False),
+    ],
+)
+def test_outage_and_content_errors_are_told_apart(exc: BaseException, outage: bool, content: bool) -> None:
+    assert (is_outage(exc), is_content_error(exc)) == (outage, content)
