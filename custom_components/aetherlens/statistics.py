@@ -59,6 +59,7 @@ SUM_LOOKBACK: Final = (timedelta(days=2), timedelta(days=31), timedelta(days=366
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR: Final = timedelta(hours=1)
 OPT_EXCLUDED_DEVICES: Final = "excluded_devices"  # the options flow's list (coordinator.py)
+DATA_IMPORTERS: Final = f"{DOMAIN}_statistics"  # hass.data: entry id -> its StatisticsImporter
 
 
 def supports_unit_class() -> bool:
@@ -210,6 +211,7 @@ class StatisticsImporter:
         self.revision = 0
         self.slugs: dict[str, str] = {}
         self._loaded = False
+        self.completed = 0  # syncs that finished with every row written (diagnostics, tests)
 
     async def _load(self) -> None:
         if not self._loaded:
@@ -233,6 +235,7 @@ class StatisticsImporter:
                 if self._failing:
                     LOGGER.info("long-term statistics are up to date again")
                 self._failing = False
+                self.completed += 1
 
     def _log_failure(self, reason: str) -> None:
         if not self._failing:
@@ -354,6 +357,9 @@ async def async_setup_statistics(hass: HomeAssistant, entry: ConfigEntry[Any]) -
     if not entry.options.get(CONF_STATISTICS, DEFAULT_STATISTICS):
         return
     importer = StatisticsImporter(hass, entry, entry.runtime_data.client)
+    running = hass.data.setdefault(DATA_IMPORTERS, {})
+    running[entry.entry_id] = importer
+    entry.async_on_unload(lambda: running.pop(entry.entry_id, None))
 
     @callback
     def _tick(now: datetime) -> None:
