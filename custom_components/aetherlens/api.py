@@ -159,10 +159,13 @@ class CostSummary:
     cycle_start: datetime | None
     cycle_end: datetime | None
     previous_cycle_start: datetime | None
+    # False for a core from before `tariff_id` was added: "no tariff" cannot be told from "not said".
+    has_tariff_field: bool = True
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CostSummary:
         return cls(
+            has_tariff_field="tariff_id" in data,
             currency=str(data["currency"]),
             today=_num(data.get("today")),
             month_to_date=_num(data.get("month_to_date")),

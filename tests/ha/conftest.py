@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from aiohttp import WSMsgType, web
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -42,7 +43,7 @@ def load_fixture(name: str) -> Any:
 type Answer = Callable[[web.Request], tuple[int, Any]]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -52,7 +53,7 @@ class CoreServer:
     """The core's API, answering from the recorded fixtures."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.api_key = API_KEY
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.sockets: list[web.WebSocketResponse] = []
@@ -143,7 +144,7 @@ class CoreServer:
     def _device_costs(self, request: web.Request) -> tuple[int, Any]:
         start = request.query["from"]
         assert "to" in request.query, "the core requires `to`"
-        if start.startswith(self.data["costs_summary"]["day_start"][:10]):
+        if start.startswith((self.data["costs_summary"]["day_start"] or "2026-12-01")[:10]):
             return 200, self.data["costs_devices_today"]
         return 200, self.data["costs_devices_cycle_nov"]
 
@@ -261,7 +262,7 @@ async def core(socket_enabled: None) -> AsyncGenerator[CoreServer]:
 
 
 @pytest.fixture
-def entry(hass: HomeAssistant, core: CoreServer) -> MockConfigEntry:
+async def entry(hass: HomeAssistant, core: CoreServer) -> AsyncGenerator[MockConfigEntry]:
     """A config entry for the loopback core (not set up yet)."""
     config_entry = MockConfigEntry(
         domain=DOMAIN,
@@ -270,7 +271,11 @@ def entry(hass: HomeAssistant, core: CoreServer) -> MockConfigEntry:
         data={CONF_URL: core.url, CONF_API_KEY: core.api_key},
     )
     config_entry.add_to_hass(hass)
-    return config_entry
+    yield config_entry
+    # Unloaded before the core goes away: no stream task or timer outlives the test.
+    if config_entry.state is ConfigEntryState.LOADED:
+        assert await hass.config_entries.async_unload(config_entry.entry_id)
+        await hass.async_block_till_done()
 
 
 @pytest.fixture
@@ -279,3 +284,17 @@ async def loaded(hass: HomeAssistant, entry: MockConfigEntry) -> MockConfigEntry
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     return entry
+
+
+async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Wait for a condition with a deadline (the event loop keeps running meanwhile)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def stream_connected(entry: MockConfigEntry) -> None:
+    await wait_until(lambda: entry.runtime_data.stream.connected, "the stream to connect")
