@@ -359,7 +359,12 @@ async def async_setup_statistics(hass: HomeAssistant, entry: ConfigEntry[Any]) -
     importer = StatisticsImporter(hass, entry, entry.runtime_data.client)
     running = hass.data.setdefault(DATA_IMPORTERS, {})
     running[entry.entry_id] = importer
-    entry.async_on_unload(lambda: running.pop(entry.entry_id, None))
+
+    @callback
+    def _forget() -> None:
+        running.pop(entry.entry_id, None)
+
+    entry.async_on_unload(_forget)
 
     @callback
     def _tick(now: datetime) -> None:

@@ -24,12 +24,11 @@ import pytest
 from homeassistant.components.recorder import get_instance
 from homeassistant.components.recorder.statistics import statistics_during_period
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.recorder.common import async_wait_recording_done
 
 from custom_components.aetherlens import statistics as stats
-from custom_components.aetherlens.api import AetherLensClient
 from custom_components.aetherlens.const import CONF_API_KEY, CONF_URL, DOMAIN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,9 +166,18 @@ async def test_statistics_equal_the_real_core_history(hass: HomeAssistant, real_
         data={CONF_URL: real_core.url, CONF_API_KEY: real_core.api_key},
     )
     entry.add_to_hass(hass)
-    importer = stats.StatisticsImporter(
-        hass, entry, AetherLensClient(real_core.url, real_core.api_key, async_get_clientsession(hass))
-    )
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    await check_sensors(hass, entry, real_core, info["instance_id"])
+
+    # The statistics' backfill started in the background at setup.
+    importer: stats.StatisticsImporter = hass.data[stats.DATA_IMPORTERS][entry.entry_id]
+
+    async def backfilled() -> bool:
+        await async_wait_recording_done(hass)
+        return importer.completed >= 1
+
+    await wait_until("the background backfill", backfilled, 120)
 
     # The core re-prices the open hour every minute: sync until an answer of /costs/changes reports
     # nothing newer than what was written, then the history read right after is what HA holds.
@@ -215,3 +223,58 @@ async def test_statistics_equal_the_real_core_history(hass: HomeAssistant, real_
     total = sum(Decimal(repr(p["cost"])) for p in site["points"])
     assert got["aetherlens:cost_site"][-1]["sum"] == pytest.approx(float(total))
     assert len(got["aetherlens:cost_site"]) >= 48  # the simulator's 48 h of backfill, priced
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.entry_id not in hass.data[stats.DATA_IMPORTERS]
+
+
+def _entity(hass: HomeAssistant, unique_id: str) -> str:
+    entity_id = er.async_get(hass).async_get_entity_id("sensor", DOMAIN, unique_id)
+    assert entity_id is not None, f"no sensor {unique_id}"
+    return entity_id
+
+
+def _state(hass: HomeAssistant, entity_id: str) -> float | str:
+    state = hass.states.get(entity_id)
+    assert state is not None, entity_id
+    try:
+        return float(state.state)
+    except ValueError:
+        return state.state
+
+
+async def check_sensors(hass: HomeAssistant, entry: MockConfigEntry, core: RealCore, instance: str) -> None:
+    """Sensor states equal the core's answers: live values exactly (the stream delivers each reading,
+    so the state catches up with /metrics/current), costs after a poll to the cent (fixed charges
+    accrue by the second between the poll and the question)."""
+    rack = "sim-h001-rack"
+    for metric in ("power", "energy"):
+        entity_id = _entity(hass, f"{instance}_{rack}_{metric}")
+
+        async def caught_up(entity_id: str = entity_id, metric: str = metric) -> bool:
+            current = await core.get("/metrics/current")
+            (device,) = [d for d in current["devices"] if d["device_id"] == rack]
+            return _state(hass, entity_id) == device["metrics"][metric]["value"]
+
+        await wait_until(f"{entity_id} to equal /metrics/current", caught_up, 60)
+
+    await entry.runtime_data.coordinator.async_refresh()
+    await hass.async_block_till_done()
+    summary = await core.get("/costs/summary")
+    assert summary["tariff_id"] is not None
+    for key, field in (
+        ("month_to_date", "month_to_date"),
+        ("site_cost_today", "today"),
+        ("carbon_today", "carbon_today_kg"),
+    ):
+        assert _state(hass, _entity(hass, f"{instance}_{key}")) == pytest.approx(summary[field], abs=0.01), (
+            key
+        )
+    assert _state(hass, _entity(hass, f"{instance}_current_price")) == summary["current_price"]
+    assert _state(hass, _entity(hass, f"{instance}_current_period")) == summary["current_period"]
+    today = await core.get(
+        "/costs/devices", **{"from": summary["day_start"], "to": datetime.now(UTC).isoformat()}
+    )
+    costs = {i["device_id"]: i["cost"] for i in today["items"]}
+    rack_today = _state(hass, _entity(hass, f"{instance}_{rack}_cost_today"))
+    assert rack_today == pytest.approx(costs[rack], abs=0.01)
