@@ -29,10 +29,10 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 from pytest_homeassistant_custom_component.components.recorder.common import async_wait_recording_done
 
 from custom_components.aetherlens import statistics as stats
-from custom_components.aetherlens.api import AetherLensClient
+from custom_components.aetherlens.api import AetherLensClient, CostChanges
 from custom_components.aetherlens.const import CONF_STATISTICS, DOMAIN
 
-from .conftest import CoreServer
+from .conftest import CoreServer, load_fixture
 
 T0 = datetime(2026, 9, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -479,3 +479,14 @@ async def test_a_refused_key_is_logged_and_a_running_sync_is_not_doubled(
     async with importer._lock:  # a sync in progress: another one returns at once
         await importer.async_sync()
     assert len(core.calls("/costs/changes")) == 1
+
+
+def test_the_recorded_changes_answer_parses() -> None:
+    """The core's own answer (fixtures/costs_changes.json): the site first, then every device."""
+    recorded = load_fixture("costs_changes.json")
+    answer = CostChanges.from_json(recorded)
+    assert answer.revision == recorded["revision"] > 0
+    assert answer.changes[0].device_id is None
+    assert {c.device_id for c in answer.changes[1:]} >= {RACK, FRIDGE}
+    for change in answer.changes:
+        assert change.start.tzinfo is not None and change.start.minute == 0
