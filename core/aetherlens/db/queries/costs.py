@@ -298,6 +298,10 @@ async def refresh_cost_rollups(
     """Rebuild cost_hourly over whole UTC-hour ranges and cost_daily over whole local-day ranges."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", COST_ROLLUP_LOCK_KEY)
+        # cost_hourly is filled in the job's run, before any ANALYZE: the planner then takes it for empty
+        # and joins the refresh's rows to it in a nested loop, quadratic in the rows of the range (a
+        # first pass over months of history never finished). Hash joins are linear whatever the estimate.
+        await conn.execute("SET LOCAL enable_nestloop = off")
         for start, end in hours:
             await conn.execute(_HOURLY_REFRESH, tariff_id, start, end)
         for start, end in days:
