@@ -22,6 +22,7 @@ _LOGGER = logging.getLogger(__name__)
 
 API_PREFIX: Final = "/api/v1"
 STREAM_TOPICS: Final = ("metrics", "costs", "alerts")
+STREAM_IDLE_TIMEOUT: Final = 300.0  # seconds without any message before the stream counts as dead
 
 # WebSocket close codes of /api/v1/stream (docs/API.md).
 CLOSE_AUTH_FAILED: Final = 4401
@@ -636,7 +637,9 @@ class AetherLensClient:
     async def acknowledge(self, event_id: str) -> AlertEvent:
         return AlertEvent.from_json(await self._request("POST", f"/alerts/events/{event_id}/ack"))
 
-    async def stream(self, topics: Sequence[str] = STREAM_TOPICS) -> AsyncIterator[StreamEvent]:
+    async def stream(
+        self, topics: Sequence[str] = STREAM_TOPICS, *, idle_timeout: float = STREAM_IDLE_TIMEOUT
+    ) -> AsyncIterator[StreamEvent]:
         """Connect to `/api/v1/stream`, authenticate, subscribe and yield events until it closes.
 
         Raises AetherLensAuthError when the key is refused (close 4401) and AetherLensConnectionError
@@ -644,7 +647,10 @@ class AetherLensClient:
         """
         ws_url = f"{self.url.replace('http', 'ws', 1)}{API_PREFIX}/stream"
         try:
-            async with self._session.ws_connect(ws_url, heartbeat=30) as socket:
+            # No aiohttp heartbeat: its timer can outlive a task cancelled mid-handshake. A socket
+            # that delivers nothing for `idle_timeout` counts as dead instead (the core streams
+            # every committed write batch, so a live core with readings is never that quiet).
+            async with self._session.ws_connect(ws_url, autoclose=True) as socket:
                 await socket.send_json({"type": "auth", "token": self._api_key})
                 first = await asyncio.wait_for(socket.receive(), self._timeout.total)
                 if (
@@ -653,7 +659,13 @@ class AetherLensClient:
                 ):
                     _raise_closed(socket.close_code, "authentication")
                 await socket.send_json({"type": "subscribe", "topics": list(topics)})
-                async for message in socket:
+                while True:
+                    try:
+                        message = await socket.receive(timeout=idle_timeout)
+                    except TimeoutError as err:
+                        raise AetherLensConnectionError(
+                            f"the stream of {self.url} sent nothing for {idle_timeout:.0f} s"
+                        ) from err
                     if message.type is not aiohttp.WSMsgType.TEXT:
                         break
                     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -96,15 +95,6 @@ def device_identifier(instance_id: str, device_id: str) -> str:
 
 def cloud_identifier(instance_id: str, account_key: str) -> str:
     return f"{instance_id}_cloud_{account_key}"
-
-
-def event_state(event: AlertEvent) -> str:
-    """The transition an alert event has reached, in the stream's words."""
-    if event.resolved_at is not None:
-        return "resolved"
-    if event.acknowledged_at is not None:
-        return "acknowledged"
-    return "firing"
 
 
 class AetherLensCoordinator(DataUpdateCoordinator[AetherLensData]):
@@ -418,16 +408,3 @@ def _newest(
             if kind not in series or series[kind].time < value.time:
                 series[kind] = value
     return polled
-
-
-def new_keys[T](known: set[str], candidates: Iterable[tuple[str, T]]) -> list[T]:
-    """Items whose key has not been seen yet (and remember them): how platforms add new entities."""
-    added = []
-    for key, item in candidates:
-        if key not in known:
-            known.add(key)
-            added.append(item)
-    return added
-
-
-type Listener = Callable[[], None]

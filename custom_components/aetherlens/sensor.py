@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from homeassistant.components.sensor import (
@@ -287,19 +288,19 @@ async def async_setup_entry(
 def _candidates(coordinator: AetherLensCoordinator) -> Iterator[tuple[str, Callable[[], SensorEntity]]]:
     data = coordinator.data
     for description in SITE_SENSORS:
-        yield description.key, lambda d=description: SiteSensor(coordinator, d)
+        yield description.key, partial(SiteSensor, coordinator, description)
     for device_id in coordinator.exposed_devices():
         for device_description in DEVICE_SENSORS:
             if device_description.exists_fn(data, device_id):
                 yield (
                     f"{device_id}/{device_description.key}",
-                    lambda i=device_id, d=device_description: DeviceSensor(coordinator, i, d),
+                    partial(DeviceSensor, coordinator, device_id, device_description),
                 )
     for account in coordinator.exposed_cloud():
         for cloud_description in CLOUD_SENSORS:
             yield (
                 f"cloud/{account}/{cloud_description.key}",
-                lambda a=account, d=cloud_description: CloudSensor(coordinator, a, d),
+                partial(CloudSensor, coordinator, account, cloud_description),
             )
 
 

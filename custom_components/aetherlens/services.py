@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import voluptuous as vol
 from homeassistant.config_entries import ConfigEntryState
@@ -28,7 +28,7 @@ from .const import (
 if TYPE_CHECKING:
     from . import AetherLensConfigEntry
 
-_ENTRY = {vol.Required(ATTR_CONFIG_ENTRY_ID): cv.string}
+_ENTRY: dict[vol.Marker, Any] = {vol.Required(ATTR_CONFIG_ENTRY_ID): cv.string}
 
 REFRESH_SCHEMA = vol.Schema(_ENTRY)
 ACKNOWLEDGE_SCHEMA = vol.Schema({**_ENTRY, vol.Required(ATTR_EVENT_ID): vol.Coerce(str)})
@@ -109,7 +109,8 @@ async def _get_bill(call: ServiceCall) -> ServiceResponse:
         )
     except AetherLensError as err:
         raise _api_error(err) from err
-    return {"cycles": cycles}
+    # The bill JSON is plain JSON (numbers, strings, lists, objects) as the core sent it.
+    return cast(ServiceResponse, {"cycles": cycles})
 
 
 @callback

@@ -90,6 +90,7 @@ class CoreServer:
             "/cloud-costs/summary": self._cloud,
         }
         self._failures: dict[str, tuple[int, Any]] = {}
+        self._open: set[web.WebSocketResponse] = set()
 
     @property
     def url(self) -> str:
@@ -116,8 +117,8 @@ class CoreServer:
         await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
 
     async def stop(self) -> None:
-        """Go away entirely (connections refused), closing open streams."""
-        for ws in list(self.sockets):
+        """Go away entirely (connections refused), closing open streams (authenticated or not)."""
+        for ws in list(self._open):
             await ws.close(code=1001)
         if self._runner is not None:
             await self._runner.cleanup()
@@ -208,12 +209,22 @@ class CoreServer:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self.stream_connections += 1
+        self._open.add(ws)
+        try:
+            return await self._serve_stream(ws)
+        finally:
+            self._open.discard(ws)
+
+    async def _serve_stream(self, ws: web.WebSocketResponse) -> web.WebSocketResponse:
         first = await ws.receive()
         if first.type is not WSMsgType.TEXT or json.loads(first.data).get("token") != self.api_key:
             await ws.close(code=4401)
             return ws
         await ws.send_json({"type": "auth_ok"})
-        subscribe = json.loads((await ws.receive()).data)
+        second = await ws.receive()
+        if second.type is not WSMsgType.TEXT:  # the client went away before subscribing
+            return ws
+        subscribe = json.loads(second.data)
         await ws.send_json({"type": "subscribed", "topics": subscribe["topics"]})
         self.sockets.append(ws)
         self.subscribed.set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 
 import aiohttp
@@ -26,7 +27,7 @@ from .conftest import ACTIVE_TARIFF, INSTANCE_ID, CoreServer, load_fixture
 
 
 @pytest.fixture
-async def session() -> aiohttp.ClientSession:
+async def session() -> AsyncGenerator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as client_session:
         yield client_session
 
@@ -249,3 +250,9 @@ async def test_stream_unreachable(core: CoreServer, session: aiohttp.ClientSessi
     with pytest.raises(AetherLensConnectionError):
         async for _ in client.stream():
             pass
+
+
+async def test_stream_idle_counts_as_dead(client: AetherLensClient, core: CoreServer) -> None:
+    with pytest.raises(AetherLensConnectionError, match="sent nothing"):
+        async for event in client.stream(idle_timeout=0.2):
+            assert isinstance(event, Subscribed)

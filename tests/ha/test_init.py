@@ -8,7 +8,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.aetherlens.const import DOMAIN
 
-from .conftest import CoreServer, stream_connected
+from .conftest import CoreServer, stream_connected, wait_until
 
 
 async def test_setup_and_unload(hass: HomeAssistant, loaded: MockConfigEntry, core: CoreServer) -> None:
@@ -22,7 +22,7 @@ async def test_setup_and_unload(hass: HomeAssistant, loaded: MockConfigEntry, co
     await hass.async_block_till_done()
     assert loaded.state is ConfigEntryState.NOT_LOADED
     # The stream task is gone with the entry: the core sees its socket closed.
-    assert not core.sockets
+    await wait_until(lambda: not core.sockets, "the stream socket to close")
     assert not loaded.update_listeners
 
 

@@ -374,3 +374,15 @@ async def test_a_bad_event_does_not_stop_the_stream(
     await core.push(_metric("sim-h001-rack", "power", 401.0, time="2026-12-01T23:59:00+00:00"))
     await wait_until(lambda: state(hass, "sim-h001-rack_power").state == "401.0", "the next good value")
     assert loaded.runtime_data.stream.connected
+
+
+async def test_announced_events_memory_is_bounded(
+    hass: HomeAssistant, loaded: MockConfigEntry, core: CoreServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from custom_components.aetherlens import coordinator as coordinator_module
+
+    monkeypatch.setattr(coordinator_module, "MAX_REMEMBERED_EVENTS", 1)
+    core.data["alert_events"] = load_fixture("alert_events_open.json")
+    coordinator = loaded.runtime_data.coordinator
+    await coordinator.async_refresh()
+    assert list(coordinator._emitted) == ["17"]  # the older event was forgotten first

@@ -213,3 +213,22 @@ async def test_devices(hass: HomeAssistant, loaded: MockConfigEntry) -> None:
     assert rack.via_device_id == hub.id
     devices = dr.async_entries_for_config_entry(registry, loaded.entry_id)
     assert len(devices) == 1 + len(CURRENT)
+
+
+async def test_tariff_and_comparison_unreadable(
+    hass: HomeAssistant, entry: MockConfigEntry, core: CoreServer
+) -> None:
+    """The active tariff is gone (404) and the comparison fails: the period still shows, options come
+    from the current period alone, the cheapest tariff is unknown; nothing else suffers."""
+    core.data["costs_summary"]["tariff_id"] = "deleted-tariff"
+    core.fail("/costs/comparison", 500)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    period = state(hass, "current_period")
+    assert period.state == "off_peak" and period.attributes[ATTR_OPTIONS] == ["off_peak"]
+    assert state(hass, "cheapest_tariff").state == STATE_UNKNOWN
+    assert float(state(hass, "site_cost_today").state) == pytest.approx(SUMMARY["today"], rel=1e-12)
+    # Both are asked again at the next poll (nothing cached from a failure).
+    core.heal("/costs/comparison")
+    await entry.runtime_data.coordinator.async_refresh()
+    assert state(hass, "cheapest_tariff").state == "Flat rate"
