@@ -29,8 +29,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
-from homeassistant.components.recorder import get_instance
-
 # StatisticMeanType (which replaced has_mean) exists from HA 2025.4, hacs.json's minimum.
 from homeassistant.components.recorder.models import StatisticData, StatisticMeanType, StatisticMetaData
 from homeassistant.components.recorder.statistics import (
@@ -41,6 +39,7 @@ from homeassistant.components.recorder.statistics import (
 from homeassistant.const import UnitOfEnergy
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.event import async_track_time_interval
+from homeassistant.helpers.recorder import get_instance
 from homeassistant.helpers.storage import Store
 
 from .api import AetherLensAuthError, AetherLensClient, AetherLensError, CostPoint
