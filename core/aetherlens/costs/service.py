@@ -19,6 +19,7 @@ from aetherlens.costs.engine import (
     ZERO,
     CycleBill,
     TariffVersion,
+    VersionSet,
     compute_bills,
     cycle_bounds,
     energy_slot_minutes,
@@ -192,8 +193,29 @@ async def _active(conn: Conn) -> tuple[str, list[TariffVersion]] | None:
         return tariff_id, await store.versions_of(c, tariff_id)
 
 
+def _cycle_fields(versions: list[TariffVersion], current: Tariff, now: dt.datetime) -> dict[str, str]:
+    """The local day and billing cycles around ``now``, as ISO instants in the tariff's zone.
+
+    The current cycle is the version in force now's, the previous one that of the version in force just
+    before it (a new version can move the cycle day); bounds are local midnights of the zone, so a cycle
+    across a DST change is an hour shorter or longer.
+    """
+    in_force = VersionSet(versions)
+    cycle_start, cycle_end = cycle_bounds(current, now)
+    before = cycle_start - dt.timedelta(microseconds=1)
+    previous_start, _ = cycle_bounds(versions[in_force.at(before)].tariff, before)
+    zone = current.zone
+    return {
+        "day_start": local_day_start(now, zone).astimezone(zone).isoformat(),
+        "cycle_start": cycle_start.astimezone(zone).isoformat(),
+        "cycle_end": cycle_end.astimezone(zone).isoformat(),
+        "previous_cycle_start": previous_start.astimezone(zone).isoformat(),
+    }
+
+
 async def summary(conn: Conn, settings: Settings, *, now: dt.datetime | None = None) -> dict[str, Any]:
-    """Today, month (billing cycle) to date, projected cycle total, the price and period in force now.
+    """Today, month (billing cycle) to date, projected cycle total, the price and period in force now,
+    and the bounds those figures run over (for a client's ``last_reset``).
 
     One rule for fixed charges in every "so far" figure: they accrue evenly over local time
     (``engine.accrue_fixed``), so ``today`` is the same number as today's point of the history and
@@ -208,18 +230,24 @@ async def summary(conn: Conn, settings: Settings, *, now: dt.datetime | None = N
         "current_price": None,
         "current_period": None,
         "carbon_today_kg": None,
+        "tariff_id": None,
+        "day_start": None,
+        "cycle_start": None,
+        "cycle_end": None,
+        "previous_cycle_start": None,
     }
     found = await _active(conn)
     if found is None:
         return empty
-    _, versions = found
+    tariff_id, versions = found
     current = versions[-1].tariff
     for v in versions:
         if v.effective_from is None or v.effective_from <= now:
             current = v.tariff
     cycle_start, cycle_end = cycle_bounds(current, now)
+    bounds = {"tariff_id": tariff_id, **_cycle_fields(versions, current, now)}
     if now <= cycle_start:
-        return empty
+        return {**empty, "currency": current.currency, **bounds}
     bills = await price(conn, versions, cycle_start, now, meter_device=settings.site.meter_device)
     mtd = bills[-1]
     async with connection(conn) as c:
@@ -237,7 +265,30 @@ async def summary(conn: Conn, settings: Settings, *, now: dt.datetime | None = N
         "current_price": float(_marginal_price(mtd.kwh, tiers)),
         "current_period": period,
         "carbon_today_kg": float(sum((h.carbon for h in today_slots), ZERO)),
+        **bounds,
     }
+
+
+async def changes(conn: Conn, since: int) -> dict[str, Any]:
+    """What changed in the hourly cost history (``history`` at resolution hour) after revision ``since``.
+
+    ``{"revision": <high-water mark>, "changes": [{"device_id": <id> | None (the site), "from": <hour>}]}``:
+    per series, the earliest UTC hour whose numbers changed (a re-pricing to identical numbers is no
+    change); ``since=0`` lists every series from its first hour. The site is the sum of the devices, so
+    it changed from the earliest of theirs. A client stores ``revision`` and asks with it next time.
+    """
+    if since < 0:
+        raise ValidationError(f"since must be a revision (an integer >= 0), not {since}")
+    async with connection(conn) as c:
+        tariff_id = await store.active_tariff_id(c)
+        if tariff_id is None:
+            return {"revision": 0, "changes": []}
+        revision, first = await cost_rows.history_changes(c, tariff_id, since)
+    out: list[dict[str, Any]] = [{"device_id": d, "from": t.astimezone(dt.UTC).isoformat()} for d, t in first]
+    if first:
+        site = min(t for _, t in first)
+        out.insert(0, {"device_id": None, "from": site.astimezone(dt.UTC).isoformat()})
+    return {"revision": revision, "changes": out}
 
 
 def _marginal_price(kwh: Decimal, tiers: list[Any]) -> Decimal:

@@ -153,4 +153,8 @@ async def delete_tariff(conn: asyncpg.Connection, tariff_id: str) -> bool:
 
 
 async def activate(conn: asyncpg.Connection, tariff_id: str) -> None:
-    await conn.execute("UPDATE rate_schedules SET active = (id = $1) WHERE active OR id = $1", tariff_id)
+    # Two statements: the one-active unique index is checked row by row, so a single UPDATE that turns
+    # one row on and another off fails whenever it reaches the new row first (re-activating a tariff).
+    async with conn.transaction():
+        await conn.execute("UPDATE rate_schedules SET active = false WHERE active AND id <> $1", tariff_id)
+        await conn.execute("UPDATE rate_schedules SET active = true WHERE id = $1 AND NOT active", tariff_id)

@@ -35,6 +35,7 @@ async def test_login_and_bearer_access(make_api: MakeApi) -> None:
     assert info == {
         "instance_id": "test-instance",
         "version": "0.1.0-test",
+        "api_version": 1,
         "currency": "USD",
         "timezone": api.settings.site.timezone,
         "capabilities": {"timescaledb": False, "timescaledb_tsl": False},

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from aetherlens.api.schemas.costs import Bill, CostHistory, CostSummary, DeviceCostList
+from aetherlens.api.schemas.costs import Bill, CostChanges, CostHistory, CostSummary, DeviceCostList
 from aetherlens.costs import service
 from aetherlens.costs.job import CostJob
 
@@ -106,11 +106,47 @@ async def test_summary_shape(make_api: MakeApi) -> None:
         "current_price": None,
         "current_period": None,
         "carbon_today_kg": None,
+        "tariff_id": None,
+        "day_start": None,
+        "cycle_start": None,
+        "cycle_end": None,
+        "previous_cycle_start": None,
     }
-    await _metered(api)
+    tariff_id = await _metered(api)
     summary = await (await api.client.get("/api/v1/costs/summary", headers=h)).json()
     assert summary["current_period"] == "flat"
     assert summary["current_price"] == pytest.approx(0.10)
+    assert summary["tariff_id"] == tariff_id
+    now = dt.datetime.now(UTC)
+    bounds = [dt.datetime.fromisoformat(summary[k]) for k in ("previous_cycle_start", "cycle_start")]
+    day, end = (
+        dt.datetime.fromisoformat(summary["day_start"]),
+        dt.datetime.fromisoformat(summary["cycle_end"]),
+    )
+    assert bounds[0] < bounds[1] <= day <= now < end
+    assert (day.hour, day.minute, day.utcoffset()) == (0, 0, dt.timedelta(0))  # local midnight (UTC site)
+
+
+async def test_changes_over_http(make_api: MakeApi) -> None:
+    api = await make_api(site={"timezone": "UTC", "currency": "USD", "meter_device": "main"})
+    h = bearer(await api.key(["read"]))
+    resp = await api.client.get("/api/v1/costs/changes", params={"since": "0"}, headers=h)
+    assert resp.status == 200
+    assert await resp.json() == {"revision": 0, "changes": []}  # no tariff yet
+    await _metered(api)
+    resp = await api.client.get("/api/v1/costs/changes", params={"since": "0"}, headers=h)
+    assert resp.status == 200, await resp.text()
+    full = await resp.json()
+    CostChanges.model_validate(full)
+    assert full == await service.changes(api.pool, 0)
+    assert full["changes"][0] == {"device_id": None, "from": "2026-03-01T00:00:00+00:00"}
+    assert {"tv", "pc"} <= {c["device_id"] for c in full["changes"]}
+    resp = await api.client.get("/api/v1/costs/changes", params={"since": str(full["revision"])}, headers=h)
+    assert await resp.json() == {"revision": full["revision"], "changes": []}
+    for params, text in (({}, "since"), ({"since": "-1"}, "since"), ({"since": "soon"}, "since")):
+        resp = await api.client.get("/api/v1/costs/changes", params=params, headers=h)
+        assert resp.status == 400, params
+        assert text in error_of(await resp.json(), "validation_error")["message"], params
 
 
 async def test_cost_validation_scopes_and_not_found(make_api: MakeApi) -> None:
@@ -155,7 +191,7 @@ async def test_cost_validation_scopes_and_not_found(make_api: MakeApi) -> None:
     assert resp.status == 404
     error_of(await resp.json(), "not_found")
     ingest = bearer(await api.key(["ingest"]))
-    for path in ("summary", "devices", "history", "bill", "comparison"):
+    for path in ("summary", "devices", "history", "bill", "comparison", "changes?since=0"):
         assert (await api.client.get(f"/api/v1/costs/{path}", headers=ingest)).status == 403, path
     assert (await api.client.get("/api/v1/costs/summary")).status == 401
 

@@ -63,7 +63,9 @@ async def test_document_matches_contract_shapes(make_api: MakeApi) -> None:
     info = resolve(
         doc["paths"]["/api/v1/info"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     )
-    assert {"instance_id", "version", "currency", "timezone", "capabilities"} <= set(info["properties"])
+    assert {"instance_id", "version", "api_version", "currency", "timezone", "capabilities"} <= set(
+        info["properties"]
+    )
     keys = resolve(
         doc["paths"]["/api/v1/auth/api-keys"]["post"]["responses"]["201"]["content"]["application/json"][
             "schema"

@@ -1,4 +1,5 @@
-"""Cost routes: /costs/summary, /costs/devices, /costs/history, /costs/bill, /costs/comparison.
+"""Cost routes: /costs/summary, /costs/devices, /costs/history, /costs/changes, /costs/bill,
+/costs/comparison.
 
 All numbers come from aetherlens.costs.service, the same layer the CLI's ``bill`` uses.
 """
@@ -11,8 +12,10 @@ from aetherlens.api.routing import Call, route
 from aetherlens.api.schemas.costs import (
     Bill,
     BillQuery,
+    ChangesQuery,
     ComparisonQuery,
     ComparisonRow,
+    CostChanges,
     CostHistory,
     CostHistoryQuery,
     CostRange,
@@ -53,6 +56,18 @@ async def cost_by_device(call: Call[CostRange, None]) -> dict[str, Any]:
 async def cost_history(call: Call[CostHistoryQuery, None]) -> dict[str, Any]:
     q = call.query
     return await service.history(call.ctx.pool, q.device_id, q.from_, q.to, q.resolution)
+
+
+@route(
+    "GET",
+    "/api/v1/costs/changes",
+    scope="read",
+    query=ChangesQuery,
+    response=CostChanges,
+    summary="Which series of the hourly cost history changed after a revision, from which hour",
+)
+async def cost_changes(call: Call[ChangesQuery, None]) -> dict[str, Any]:
+    return await service.changes(call.ctx.pool, call.query.since)
 
 
 @route(

@@ -8,12 +8,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aetherlens.api.routing import Call, route
 
+# Bumped only on a breaking change of the API (a client refuses a version it does not know).
+API_VERSION = 1
+
 
 class Info(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     instance_id: str
     version: str
+    api_version: int = Field(description="bumped only on a breaking change of the API")
     currency: str = Field(description="ISO 4217 code from site.currency")
     timezone: str = Field(description="IANA zone from site.timezone")
     capabilities: dict[str, Any] = Field(
@@ -27,6 +31,7 @@ async def get_info(call: Call[None, None]) -> Info:
     return Info(
         instance_id=ctx.instance_id,
         version=ctx.version,
+        api_version=API_VERSION,
         currency=ctx.settings.site.currency,
         timezone=ctx.settings.site.timezone,
         capabilities=ctx.capabilities.as_dict(),

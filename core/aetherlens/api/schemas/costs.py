@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from aetherlens.api.routing import ApiModel
 
@@ -51,6 +51,32 @@ class CostSummary(BaseModel):
     current_price: float | None
     current_period: str | None
     carbon_today_kg: float | None
+    tariff_id: str | None = Field(description="the active tariff; null = costs unknown")
+    day_start: str | None = Field(description="start of the current local day of the tariff's zone (ISO)")
+    cycle_start: str | None = Field(description="start of the current billing cycle (ISO, with offset)")
+    cycle_end: str | None = Field(description="end of the current billing cycle (ISO, exclusive)")
+    previous_cycle_start: str | None = Field(
+        description="start of the last full cycle, which is [previous_cycle_start, cycle_start)"
+    )
+
+
+class ChangesQuery(ApiModel):
+    since: int = Field(
+        ge=0, le=2**63 - 1, description="the revision a client saw last (0 = everything, a full backfill)"
+    )
+
+
+class SeriesChange(BaseModel):
+    # "from" is a keyword: the field is from_ in Python, "from" on the wire both ways.
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True)
+
+    device_id: str | None = Field(description="a device, or null for the site")
+    from_: str = Field(alias="from", description="earliest changed UTC hour (ISO)")
+
+
+class CostChanges(BaseModel):
+    revision: int = Field(description="high-water mark: pass it as since next time")
+    changes: list[SeriesChange]
 
 
 class DeviceCost(BaseModel):

@@ -4,7 +4,9 @@
 ``cost_energy_state`` (what they were derived with, and how far), ``cost_pending`` (hours touched by
 writes, marked by the writer in the data's transaction), ``cost_job_state`` (each tariff's pricing
 signature and watermark), ``cost_calculations`` (cost per device, tariff and slot) and its rollups
-``cost_hourly`` (UTC hours) and ``cost_daily`` (the tariff's local days).
+``cost_hourly`` (UTC hours, each row with the revision of its last change) and ``cost_daily`` (the
+tariff's local days); ``cost_hourly_removed`` and ``cost_history_activations`` (what else changed the
+served history, and at which revision).
 
 Money and energy are ``numeric`` and travel as ``Decimal``: sums are exact.
 """
@@ -237,20 +239,43 @@ async def delete_tariff_costs(conn: asyncpg.Connection, tariff_id: str) -> None:
     """Every cost row of a deleted tariff, its rollups and its job state (in the caller's transaction)."""
     await conn.execute("DELETE FROM cost_calculations WHERE tariff_id = $1", tariff_id)
     await conn.execute("DELETE FROM cost_hourly WHERE tariff_id = $1", tariff_id)
+    await conn.execute("DELETE FROM cost_hourly_removed WHERE tariff_id = $1", tariff_id)
+    await conn.execute("DELETE FROM cost_history_activations WHERE tariff_id = $1", tariff_id)
     await conn.execute("DELETE FROM cost_daily WHERE tariff_id = $1", tariff_id)
     await conn.execute("DELETE FROM cost_job_state WHERE tariff_id = $1", tariff_id)
 
 
-_HOURLY_REFRESH: Final = (
-    "DELETE FROM cost_hourly WHERE tariff_id = $1 AND bucket >= $2 AND bucket < $3",
-    """
-    INSERT INTO cost_hourly (bucket, device_id, tariff_id, kwh, cost, carbon_kg, estimated, count)
-    SELECT date_trunc('hour', time, 'UTC'), device_id, tariff_id, sum(kwh), sum(cost),
-           coalesce(sum(carbon_kg), 0), bool_or(estimated), count(*)
+# cost_hourly is upserted, not deleted and inserted: a row whose numbers did not change keeps its revision
+# (033), so /costs/changes reports only what re-pricing really changed. Rows the range no longer holds go
+# to cost_hourly_removed with a fresh revision (their series changed there too).
+_HOURLY_REFRESH: Final = """
+WITH fresh AS (
+    SELECT date_trunc('hour', time, 'UTC') AS bucket, device_id, tariff_id, sum(kwh) AS kwh,
+           sum(cost) AS cost, coalesce(sum(carbon_kg), 0) AS carbon_kg, bool_or(estimated) AS estimated,
+           count(*) AS count
     FROM cost_calculations WHERE tariff_id = $1 AND time >= $2 AND time < $3
     GROUP BY 1, device_id, tariff_id
-    """,
+), gone AS (
+    DELETE FROM cost_hourly AS h WHERE h.tariff_id = $1 AND h.bucket >= $2 AND h.bucket < $3
+      AND NOT EXISTS (SELECT 1 FROM fresh AS f WHERE f.bucket = h.bucket AND f.device_id = h.device_id)
+    RETURNING h.bucket, h.device_id, h.tariff_id
+), removed AS (
+    INSERT INTO cost_hourly_removed (bucket, device_id, tariff_id)
+    SELECT bucket, device_id, tariff_id FROM gone
+    ON CONFLICT (device_id, tariff_id, bucket) DO UPDATE SET revision = nextval('cost_hourly_revision_seq')
 )
+INSERT INTO cost_hourly (bucket, device_id, tariff_id, kwh, cost, carbon_kg, estimated, count)
+SELECT bucket, device_id, tariff_id, kwh, cost, carbon_kg, estimated, count FROM fresh
+ON CONFLICT (device_id, tariff_id, bucket) DO UPDATE SET
+    revision = CASE
+        WHEN (cost_hourly.kwh, cost_hourly.cost, cost_hourly.carbon_kg)
+             IS DISTINCT FROM (EXCLUDED.kwh, EXCLUDED.cost, EXCLUDED.carbon_kg)
+        THEN nextval('cost_hourly_revision_seq') ELSE cost_hourly.revision END,
+    kwh = EXCLUDED.kwh, cost = EXCLUDED.cost, carbon_kg = EXCLUDED.carbon_kg,
+    estimated = EXCLUDED.estimated, count = EXCLUDED.count
+WHERE (cost_hourly.kwh, cost_hourly.cost, cost_hourly.carbon_kg, cost_hourly.estimated, cost_hourly.count)
+      IS DISTINCT FROM (EXCLUDED.kwh, EXCLUDED.cost, EXCLUDED.carbon_kg, EXCLUDED.estimated, EXCLUDED.count)
+"""
 _DAILY_REFRESH: Final = (
     "DELETE FROM cost_daily WHERE tariff_id = $1 AND bucket >= $2 AND bucket < $3",
     """
@@ -273,9 +298,12 @@ async def refresh_cost_rollups(
     """Rebuild cost_hourly over whole UTC-hour ranges and cost_daily over whole local-day ranges."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", COST_ROLLUP_LOCK_KEY)
+        # cost_hourly is filled in the job's run, before any ANALYZE: the planner then takes it for empty
+        # and joins the refresh's rows to it in a nested loop, quadratic in the rows of the range (a
+        # first pass over months of history never finished). Hash joins are linear whatever the estimate.
+        await conn.execute("SET LOCAL enable_nestloop = off")
         for start, end in hours:
-            for statement in _HOURLY_REFRESH:
-                await conn.execute(statement, tariff_id, start, end)
+            await conn.execute(_HOURLY_REFRESH, tariff_id, start, end)
         for start, end in days:
             await conn.execute(_DAILY_REFRESH[0], tariff_id, start, end)
             await conn.execute(_DAILY_REFRESH[1], tariff_id, start, end, zone)
@@ -317,3 +345,39 @@ async def history(
     table = {"hour": "cost_hourly", "day": "cost_daily"}[resolution]
     rows: list[asyncpg.Record] = await conn.fetch(_HISTORY_SQL[table], tariff_id, start, end, device_id)
     return rows
+
+
+# --- what changed in the hourly history (033) ------------------------------------------------------------
+_CHANGED_SQL: Final = """
+SELECT device_id, min(bucket) AS first FROM (
+    SELECT device_id, bucket FROM cost_hourly WHERE tariff_id = $1 AND revision > $2
+    UNION ALL
+    SELECT device_id, bucket FROM cost_hourly_removed WHERE tariff_id = $1 AND revision > $2 AND $3
+) AS changed GROUP BY device_id ORDER BY device_id
+"""
+_HIGH_WATER_SQL: Final = """
+SELECT coalesce(greatest(
+    (SELECT max(revision) FROM cost_hourly WHERE tariff_id = $1),
+    (SELECT max(revision) FROM cost_hourly_removed WHERE tariff_id = $1),
+    (SELECT revision FROM cost_history_activations WHERE tariff_id = $1)), 0)
+"""
+
+
+async def history_changes(
+    conn: asyncpg.Connection, tariff_id: str, since: int
+) -> tuple[int, list[tuple[str, dt.datetime]]]:
+    """The tariff's revision high-water mark and, per device, the earliest hour changed after ``since``.
+
+    Everything counts as changed when the tariff became the active one after ``since`` (its rows are
+    then what the history serves); a full listing leaves out removed rows (nothing is there to read).
+    One snapshot for the mark and the changes, so nothing committed between them is skipped.
+    """
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        mark: int = await conn.fetchval(_HIGH_WATER_SQL, tariff_id)
+        activated = await conn.fetchval(
+            "SELECT revision FROM cost_history_activations WHERE tariff_id = $1", tariff_id
+        )
+        if activated is not None and activated > since:
+            since = 0
+        rows = await conn.fetch(_CHANGED_SQL, tariff_id, since, since > 0)
+    return mark, [(r["device_id"], r["first"]) for r in rows]
