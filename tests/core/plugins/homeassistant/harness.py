@@ -152,17 +152,19 @@ class HomeAssistant:
             )
         )
 
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        with (self.directory / "hass.out").open("ab") as log:
+            return subprocess.Popen(
+                [str(HASS), "-c", str(self.directory), "--skip-pip"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,
+            )
+
     async def start(self) -> None:
         assert self.process is None, "already running"
-        log = open(self.directory / "hass.out", "ab")  # noqa: SIM115 - handed to the child process
-        self.process = subprocess.Popen(
-            [str(HASS), "-c", str(self.directory), "--skip-pip"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,
-        )
-        log.close()
+        self.process = self._spawn()
         self._session = self._session or aiohttp.ClientSession()
         await self._wait_http()
         if not self.token:
@@ -203,7 +205,9 @@ class HomeAssistant:
         deadline = time.monotonic() + START_DEADLINE
         while True:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"Home Assistant exited with {self.process.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"Home Assistant exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
             try:
                 async with self.session.get(f"{self.url}/auth/providers") as resp:
                     if resp.status == 200:
@@ -237,7 +241,12 @@ class HomeAssistant:
             await ws.send_json({"type": "auth", "access_token": access})
             assert (await ws.receive_json())["type"] == "auth_ok"
             await ws.send_json(
-                {"id": 1, "type": "auth/long_lived_access_token", "client_name": "aetherlens-test", "lifespan": 30}
+                {
+                    "id": 1,
+                    "type": "auth/long_lived_access_token",
+                    "client_name": "aetherlens-test",
+                    "lifespan": 30,
+                }
             )
             answer = await ws.receive_json()
         assert answer.get("success"), answer
@@ -292,7 +301,9 @@ class HomeAssistant:
         await self.call("input_number", "set_value", {"entity_id": "input_number.grid_power", "value": watts})
         state = await self.wait_for_state(
             GRID_POWER,
-            lambda s: s is not None and s["state"] not in ("unknown", "unavailable") and float(s["state"]) == watts,
+            lambda s: (
+                s is not None and s["state"] not in ("unknown", "unavailable") and float(s["state"]) == watts
+            ),
             within=10,
             what=f"grid power {watts}",
         )

@@ -7,10 +7,7 @@ number, ``"unknown"`` or ``"unavailable"``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import voluptuous as vol
-
 from homeassistant.config_entries import SOURCE_IMPORT, ConfigEntry
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.typing import ConfigType

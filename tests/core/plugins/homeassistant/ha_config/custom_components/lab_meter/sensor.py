@@ -39,7 +39,6 @@ class LabSensor(SensorEntity):
         )
 
 
-
 async def async_setup_entry(hass: HomeAssistant, entry: ConfigEntry, add: AddEntitiesCallback) -> None:
     sensors = {key: LabSensor(key) for key in SENSORS}
     add(list(sensors.values()))
