@@ -320,3 +320,15 @@ class HomeAssistant:
             resp.raise_for_status()
             body = await resp.json()
         return list(body[0]) if body else []
+
+    async def render(self, template: str) -> str:
+        """A Jinja template rendered by HA (``device_id(...)``, ``area_name(...)``)."""
+        async with self.session.post(
+            f"{self.url}/api/template", headers=self.headers, json={"template": template}
+        ) as resp:
+            resp.raise_for_status()
+            return await resp.text()
+
+    async def device_of(self, entity_id: str) -> str:
+        """The AetherLens device id the plugin derives: ``ha_<HA device id>``."""
+        return "ha_" + await self.render(f"{{{{ device_id('{entity_id}') }}}}")
