@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -315,7 +316,13 @@ class HomeAssistant:
         async with self.session.get(
             f"{self.url}/api/history/period/{since}",
             headers=self.headers,
-            params={"filter_entity_id": entity_id, "no_attributes": "", "significant_changes_only": "0"},
+            # HA's default end is start + 1 day: give it explicitly.
+            params={
+                "filter_entity_id": entity_id,
+                "end_time": (datetime.now(UTC) + timedelta(minutes=1)).isoformat(),
+                "no_attributes": "",
+                "significant_changes_only": "0",
+            },
         ) as resp:
             resp.raise_for_status()
             body = await resp.json()
