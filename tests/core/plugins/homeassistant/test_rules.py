@@ -13,6 +13,7 @@ from aetherlens.plugins.builtin.homeassistant.feed import Feed
 from aetherlens.plugins.builtin.homeassistant.mapping import canonical, numeric, separate_series, track
 from aetherlens.plugins.builtin.homeassistant.selection import Registries, Selection
 from aetherlens.plugins.builtin.homeassistant.watermarks import Mark, WatermarkStore
+from aetherlens.plugins.runner import child_environment
 
 REG = Registries.parse(
     [
@@ -171,3 +172,12 @@ def test_backfill_windows_cover_each_entity_from_its_own_start() -> None:
         (200.0, 300.0, ("a", "b")),
     ]
     assert plan({}, 10.0, 5.0) == []
+
+
+def test_only_plugins_with_the_supervisor_permission_see_the_supervisor_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SUPERVISOR_TOKEN", "addon-secret")
+    assert child_environment(["network", "supervisor"])["SUPERVISOR_TOKEN"] == "addon-secret"
+    assert "SUPERVISOR_TOKEN" not in child_environment(["network"])
+    assert "SUPERVISOR_TOKEN" not in child_environment()
