@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
+
+import pytest
+
+from aetherlens.costs.energy import load_energy
 
 from .conftest import CoreFactory, ha_config, ts
 from .harness import (
@@ -102,3 +107,24 @@ async def test_devices_get_names_and_rooms_from_the_registries(
         lambda rows: any(r["time"] == ts(state) for r in rows), "solar_plant", "energy"
     )
     assert rows[-1]["value"] == 2.0
+
+
+async def test_counter_jitter_is_dropped_and_a_reset_reaches_the_cost_engine_as_a_reset(
+    ha: HomeAssistant, core_factory: CoreFactory
+) -> None:
+    core = await core_factory({"homeassistant": {"config": ha_config(ha, backfill_days=0)}})
+    plug = await ha.device_of(PLUG_ENERGY)
+    warm = await ha.set_lab(PLUG_POWER, 77.0)
+    await core.wait_rows(
+        lambda rows: any(r["time"] == ts(warm) for r in rows), plug, "power", what="streaming"
+    )
+    # 10.2 is a drop of under 10 % (jitter, by HA's rule); 0.5 after 11.0 is a real reset.
+    states = [await ha.set_lab(PLUG_ENERGY, v) for v in (10.0, 10.5, 10.2, 11.0, 0.5, 1.0)]
+    last = ts(states[-1])
+    rows = await core.wait_rows(lambda rows: any(r["time"] == last for r in rows), plug, "energy")
+    assert ts(states[2]) not in {r["time"] for r in rows}
+    async with core.pool.acquire() as conn:
+        energy = await load_energy(conn, ts(states[0]), last + timedelta(hours=1), 60, devices=[plug])
+    # 10 -> 10.5 -> 11 (+1.0), reset to 0.5 (+0.5), 0.5 -> 1.0 (+0.5); the jitter would have added 10.2.
+    assert float(sum(energy.imports[plug].values())) == pytest.approx(2.0)
+    assert energy.resets[plug] == 1

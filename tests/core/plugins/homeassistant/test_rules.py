@@ -11,6 +11,7 @@ from aetherlens.plugins.builtin.homeassistant.backfill import plan
 from aetherlens.plugins.builtin.homeassistant.client import Endpoint, HAError
 from aetherlens.plugins.builtin.homeassistant.feed import Feed
 from aetherlens.plugins.builtin.homeassistant.mapping import canonical, numeric, separate_series, track
+from aetherlens.plugins.builtin.homeassistant.plugin import HomeAssistantPlugin
 from aetherlens.plugins.builtin.homeassistant.selection import Registries, Selection
 from aetherlens.plugins.builtin.homeassistant.watermarks import Mark, WatermarkStore
 from aetherlens.plugins.runner import child_environment
@@ -181,3 +182,17 @@ def test_only_plugins_with_the_supervisor_permission_see_the_supervisor_token(
     assert child_environment(["network", "supervisor"])["SUPERVISOR_TOKEN"] == "addon-secret"
     assert "SUPERVISOR_TOKEN" not in child_environment(["network"])
     assert "SUPERVISOR_TOKEN" not in child_environment()
+
+
+def test_config_problems_name_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SUPERVISOR_TOKEN", raising=False)
+    plugin = HomeAssistantPlugin("ha_x", {})
+    assert plugin.validate_config({"url": "http://ha:8123", "token": "t"}) == []
+    (missing,) = plugin.validate_config({"url": "http://ha:8123"})
+    assert "plugins.ha_x.config" in missing and "'token' is required" in missing
+    (no_supervisor,) = plugin.validate_config({})
+    assert "SUPERVISOR_TOKEN" in no_supervisor
+    (bad_id,) = plugin.validate_config(
+        {"url": "http://h", "token": "t", "devices": {"sensor.a": "no spaces"}}
+    )
+    assert "plugins.ha_x.config.devices.sensor.a" in bad_id

@@ -42,9 +42,10 @@ class HomeAssistantPlugin(BasePlugin):
     def validate_config(self, config: dict[str, Any]) -> list[str]:
         problems = []
         prefix = f"plugins.{self.plugin_id}.config"
-        if bool(config.get("url")) != bool(config.get("token")):
-            missing = "token" if config.get("url") else "url"
-            problems.append(f"config key '{prefix}.{missing}' is required when the other of url/token is set")
+        try:
+            Endpoint.from_config(config)
+        except HAError as exc:
+            problems.append(f"config of '{prefix}': {exc}")
         for entity_id, device_id in (config.get("devices") or {}).items():
             if not mapping.valid_device_id(str(device_id)):
                 problems.append(
