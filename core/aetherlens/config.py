@@ -36,6 +36,8 @@ _ENV_ALIASES = {
 }
 # Variables that are not settings keys but are read by the loader or by tools around it.
 _LOADER_ENV = {"AETHERLENS_CONFIG", "AETHERLENS_MIGRATIONS_DIR", *_ENV_ALIASES}
+# Plugin ids and plugin instance ids (``plugins.<instance>``): they name processes and state folders.
+PLUGIN_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _VAR_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # The environment the settings being built read (``load_settings(env=...)``); None = the process's.
 # A context variable, not a rewrite of os.environ: another thread or task reading the environment while
@@ -155,6 +157,13 @@ class AuthSettings(_Section):
 
 
 class PluginSettings(_Section):
+    """One plugin instance, ``plugins.<instance id>``; several instances may run one plugin."""
+
+    plugin: str | None = Field(
+        default=None,
+        pattern=PLUGIN_ID_PATTERN.pattern,
+        description="manifest id of the plugin this instance runs; unset = the instance id itself",
+    )
     enabled: bool | None = None
     config: dict[str, Any] = Field(default_factory=dict)
     poll_interval: float | None = Field(default=None, gt=0)
@@ -194,6 +203,18 @@ class Settings(BaseSettings):
     plugin_options: PluginsSection = Field(default_factory=PluginsSection)
     plugins: dict[str, PluginSettings] = Field(default_factory=dict)
     log: LogSettings = Field(default_factory=LogSettings)
+
+    @field_validator("plugins")
+    @classmethod
+    def _instance_ids(cls, value: dict[str, PluginSettings]) -> dict[str, PluginSettings]:
+        # The instance id names a process and a state folder under data_dir: keep it a plain name.
+        for key in value:
+            if not PLUGIN_ID_PATTERN.fullmatch(key):
+                raise ValueError(
+                    f"plugins.{key}: an instance id must be lower-case letters, digits and '_', "
+                    "starting with a letter (at most 64 characters)"
+                )
+        return value
 
     @classmethod
     def settings_customise_sources(

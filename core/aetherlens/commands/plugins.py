@@ -57,21 +57,25 @@ def register(subparsers: Any) -> None:
     sign.set_defaults(handler=_sign)
 
 
-def _enabled(plugin: DiscoveredPlugin, settings: Settings) -> bool:
-    configured = settings.plugins.get(plugin.id)
+def _enabled(plugin: DiscoveredPlugin, settings: Settings, instance_id: str | None = None) -> bool:
+    instance = instance_id or plugin.id
+    configured = settings.plugins.get(instance)
     if configured is not None and configured.enabled is not None:
         return configured.enabled
+    if instance != plugin.id:
+        return True  # a configured extra instance runs unless it says enabled: false
     return plugin.manifest is not None and plugin.manifest.default_enabled
 
 
-def _describe(plugin: DiscoveredPlugin, settings: Settings) -> dict[str, Any]:
+def _describe(plugin: DiscoveredPlugin, settings: Settings, instance_id: str | None = None) -> dict[str, Any]:
     return {
-        "id": plugin.id,
+        "id": instance_id or plugin.id,
+        "plugin": plugin.id,
         "name": plugin.manifest.name if plugin.manifest else None,
         "version": plugin.manifest.version if plugin.manifest else None,
         "source": plugin.source,
         "path": str(plugin.directory),
-        "enabled": _enabled(plugin, settings),
+        "enabled": _enabled(plugin, settings, instance_id),
         "verification": plugin.verification.status,
         "capabilities": list(plugin.manifest.capabilities) if plugin.manifest else [],
         "problem": plugin.problem,
@@ -85,16 +89,48 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
     )
 
 
+def _instances(settings: Settings) -> list[dict[str, Any]]:
+    """Every plugin's default instance plus each ``plugins.<instance>`` that names another ``plugin:``."""
+    found = discover(settings)
+    items = {plugin_id: _describe(p, settings) for plugin_id, p in found.items()}
+    for instance_id, configured in settings.plugins.items():
+        target = configured.plugin or instance_id
+        if target == instance_id:
+            continue
+        if target in found and instance_id not in found:
+            items[instance_id] = _describe(found[target], settings, instance_id)
+        else:
+            reason = (
+                f"'{instance_id}' is the id of a plugin itself"
+                if instance_id in found
+                else f"no plugin '{target}'"
+            )
+            items[instance_id] = {
+                "id": instance_id,
+                "plugin": target,
+                "name": None,
+                "version": None,
+                "source": None,
+                "path": None,
+                "enabled": configured.enabled is not False,
+                "verification": "refused",
+                "capabilities": [],
+                "problem": f"plugins.{instance_id}.plugin: {reason}",
+            }
+    return [items[key] for key in sorted(items)]
+
+
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    items = [_describe(p, settings) for _, p in sorted(discover(settings).items())]
+    items = _instances(settings)
     if args.json:
         print(json.dumps({"items": items}, indent=2))
         return 0
-    rows = [["ID", "SOURCE", "VERSION", "ENABLED", "VERIFICATION", "PROBLEM"]]
+    rows = [["ID", "PLUGIN", "SOURCE", "VERSION", "ENABLED", "VERIFICATION", "PROBLEM"]]
     rows += [
         [
             i["id"],
-            i["source"],
+            i["plugin"],
+            i["source"] or "-",
             i["version"] or "-",
             "yes" if i["enabled"] else "no",
             i["verification"],
@@ -195,12 +231,13 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(items[0] if args.id else {"items": items}, indent=2, default=str))
         return 0
-    table = [["ID", "STATE", "PID", "RESTARTS", "ERRORS", "LAST SUCCESS", "LAST EXIT"]]
+    table = [["ID", "PLUGIN", "STATE", "PID", "RESTARTS", "ERRORS", "LAST SUCCESS", "LAST EXIT"]]
     for item in items:
         last_exit = item.get("last_exit") or {}
         table.append(
             [
                 item["id"],
+                str(item.get("plugin") or item["id"]),
                 str(item.get("state", "?")),
                 str(item.get("pid") or "-"),
                 str(item.get("restarts", 0)),

@@ -5,6 +5,12 @@ its own address space (RLIMIT_AS, soft and hard, so the plugin cannot raise it b
 any plugin code, then serves the supervisor's requests until told to shut down or until stdin closes
 (the supervisor is gone). A MemoryError anywhere ends the process with ``EXIT_MEMORY`` so the
 supervisor can name the cause.
+
+With capability ``metrics.push`` (the configure frame says ``"push": true``) the host also runs
+``plugin.run(emit)`` beside the heartbeat: each ``emit`` sends a ``push`` frame with a sequence number
+and waits for the supervisor's ``push_ack`` of that number; at most ``MAX_UNACKED_PUSHES`` pushes are
+on the wire at once, so a core that is slow to take them slows the plugin down. ``run`` returning or
+raising is reported as a ``run_ended`` frame, after which the supervisor restarts the process.
 """
 
 from __future__ import annotations
@@ -18,17 +24,20 @@ import resource
 import sys
 import time
 import traceback
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from aetherlens.plugins.protocol import (
     EXIT_CONFIG,
     EXIT_LOAD,
     EXIT_MEMORY,
+    MAX_UNACKED_PUSHES,
     FdWriter,
     ProtocolError,
     read_frame,
 )
-from aetherlens.plugins.sdk import BasePlugin, to_wire
+from aetherlens.plugins.sdk import BasePlugin, MetricLike, PushError, PushResult, to_wire
 
 log = logging.getLogger("aetherlens.plugin.host")
 
@@ -81,6 +90,10 @@ class Host:
         self.heartbeat = heartbeat
         self.plugin: BasePlugin | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.push = False
+        self._seq = 0
+        self._acks: dict[int, asyncio.Future[PushResult]] = {}
+        self._window = asyncio.Semaphore(MAX_UNACKED_PUSHES)
 
     def send(self, message: dict[str, Any]) -> None:
         self.writer.send(message)
@@ -94,6 +107,9 @@ class Host:
     async def configure(self, cls: type[BasePlugin], message: dict[str, Any]) -> None:
         config = dict(message.get("config") or {})
         plugin = cls(self.plugin_id, config)
+        if message.get("state_dir"):
+            plugin.state_dir = Path(str(message["state_dir"]))
+        self.push = bool(message.get("push"))
         problems = plugin.validate_config(config)
         if problems:
             self.send({"type": "config_error", "problems": list(problems)})
@@ -102,6 +118,50 @@ class Host:
         await plugin.setup()
         self.plugin = plugin
         self.send({"type": "ready", "pid": os.getpid(), "capabilities": plugin.get_capabilities()})
+
+    async def emit(self, batch: Sequence[MetricLike]) -> PushResult:
+        """The ``emit`` a pushing plugin's ``run`` gets: send one batch, wait until the core took it."""
+        wire = [to_wire(item) for item in batch]
+        if not wire:
+            return PushResult(0, [])
+        async with self._window:
+            self._seq += 1
+            seq = self._seq
+            future: asyncio.Future[PushResult] = asyncio.get_running_loop().create_future()
+            self._acks[seq] = future
+            try:
+                try:
+                    self.send({"type": "push", "seq": seq, "metrics": wire})
+                except (ProtocolError, TypeError) as exc:
+                    raise PushError(f"cannot send the batch: {exc}") from None
+                return await future
+            finally:
+                self._acks.pop(seq, None)
+
+    def acknowledge(self, message: dict[str, Any]) -> None:
+        future = self._acks.get(int(message.get("seq", -1)))
+        if future is None or future.done():
+            return
+        if message.get("ok", True):
+            rejected = [dict(r) for r in message.get("rejected") or []]
+            future.set_result(PushResult(int(message.get("accepted", 0)), rejected))
+        else:
+            future.set_exception(PushError(str(message.get("error") or "the core refused the batch")))
+
+    async def pushing(self) -> None:
+        plugin = self.plugin
+        assert plugin is not None
+        try:
+            await plugin.run(self.emit)
+        except asyncio.CancelledError:
+            raise
+        except MemoryError:
+            _die_of_memory()
+        except Exception as exc:
+            log.error("run() failed: %s", exc, exc_info=True)
+            self.send({"type": "run_ended", "error": f"{type(exc).__name__}: {exc}"})
+            return
+        self.send({"type": "run_ended", "error": "run() returned"})
 
     async def handle(self, message: dict[str, Any]) -> None:
         request_id = message.get("id")
@@ -161,12 +221,19 @@ class Host:
             raise ProtocolError("the first frame must be 'configure'")
         beat = asyncio.create_task(self.beat())
         await self.configure(cls, first)
+        if self.push:
+            pusher = asyncio.create_task(self.pushing())
+            self.tasks.add(pusher)
+            pusher.add_done_callback(self.tasks.discard)
         while True:
             message = await read_frame(reader)
             if message is None:  # the supervisor went away: nothing left to serve
                 break
             if message["type"] == "shutdown":
                 break
+            if message["type"] == "push_ack":
+                self.acknowledge(message)
+                continue
             task = asyncio.create_task(self.handle(message))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)

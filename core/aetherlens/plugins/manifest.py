@@ -15,13 +15,13 @@ from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aetherlens import __version__
+from aetherlens.config import PLUGIN_ID_PATTERN
 from aetherlens.errors import PluginError, describe_validation_error, validation_message
 from aetherlens.models import MAX_MAGNITUDE, METRIC_TYPES, MetricType
 
 MANIFEST_NAME: Final = "plugin.yaml"
-PLUGIN_ID_PATTERN: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
-Capability = Literal["metrics.collect", "metrics.export", "device.discover", "device.control"]
+Capability = Literal["metrics.collect", "metrics.push", "metrics.export", "device.discover", "device.control"]
 
 
 class _Strict(BaseModel):
@@ -158,21 +158,23 @@ def load_manifest(directory: Path) -> Manifest:
     return parse_manifest(data, str(path))
 
 
-def validate_config(manifest: Manifest, config: dict[str, Any]) -> dict[str, Any]:
-    """Check ``plugins.<id>.config`` against the schema; fill schema defaults for absent top-level keys.
+def validate_config(
+    manifest: Manifest, config: dict[str, Any], *, instance_id: str | None = None
+) -> dict[str, Any]:
+    """Check ``plugins.<instance>.config`` against the schema; fill schema defaults for absent top-level keys.
 
-    Every problem is reported at once, each naming the plugin, the key path and the reason.
+    Every problem is reported at once, each naming the plugin instance, the key path and the reason.
     """
+    name = instance_id or manifest.id
     validator = jsonschema.Draft202012Validator(manifest.config_schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         problems = [
-            f"plugin '{manifest.id}': config key '{_key_path(manifest.id, e.absolute_path)}': {e.message}"
-            for e in errors
+            f"plugin '{name}': config key '{_key_path(name, e.absolute_path)}': {e.message}" for e in errors
         ]
         raise PluginError(
             "; ".join(problems),
-            details={"plugin": manifest.id, "errors": problems},
+            details={"plugin": name, "errors": problems},
         )
     filled = dict(config)
     for key, spec in manifest.config_schema.get("properties", {}).items():

@@ -17,6 +17,9 @@ from typing import Any, Final
 import orjson
 
 MAX_FRAME: Final = 16 * 1024 * 1024
+# Pushes a plugin may have sent and not yet had acknowledged; the supervisor treats more as a protocol
+# error. Small on purpose: it is what bounds the memory a pushing plugin can make the core hold.
+MAX_UNACKED_PUSHES: Final = 4
 _HEADER: Final = struct.Struct(">I")
 
 # Exit codes the host uses so the supervisor can name the cause of a death.

@@ -4,6 +4,12 @@ The runner owns exactly one OS process at a time. Every way a process can go wro
 (``_end``) with a cause; the life loop then restarts it after a backoff that starts small (the first
 restart comes within ``restart_initial`` seconds) and doubles for a crash loop up to ``restart_max``.
 A process that ran for ``stable_after`` seconds before dying counts as healthy again.
+
+A pushing plugin (capability ``metrics.push``) sends ``push`` frames whenever it likes (at most
+``MAX_UNACKED_PUSHES`` unanswered); each is handed to the sink exactly as collected metrics (waiting
+while the write queue is full) and answered with a ``push_ack`` once the sink took it. The pushes of one
+plugin are submitted concurrently so they can share the writer's group commits; the frame reader never
+waits for the sink, so heartbeats keep arriving while a push is held up by backpressure.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from aetherlens.plugins.protocol import (
     EXIT_CONFIG,
     EXIT_LOAD,
     EXIT_MEMORY,
+    MAX_UNACKED_PUSHES,
     ProtocolError,
     encode,
     read_frame,
@@ -57,6 +64,7 @@ class SupervisorOptions:
     monitor_interval: float = 1.0
     jitter: float = 0.1
     export_queue_batches: int = 100
+    health_interval: float = 10.0  # how often a pushing plugin's get_health() is copied into its status
     memory_limit_mb: int | None = None  # None: settings.plugin_options.memory_limit_mb
     cpu_limit_percent: float | None = None
 
@@ -96,10 +104,17 @@ class PluginRunner:
         options: SupervisorOptions,
         memory_limit_mb: int,
         cpu_limit_percent: float,
+        *,
+        instance_id: str | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         assert plugin.manifest is not None and plugin.entry is not None
         self.plugin = plugin
         self.manifest: Manifest = plugin.manifest
+        # One manifest may run as several instances (plugins.<instance>.plugin: <manifest id>); the
+        # instance id names the process, its log lines, its status row and the devices it registers.
+        self.instance_id = instance_id or self.manifest.id
+        self.state_dir = state_dir
         self.config = config
         self.poll_interval = poll_interval
         self.sink = sink
@@ -124,6 +139,7 @@ class PluginRunner:
         self.metrics_rejected = 0
         self.exports = 0
         self.exports_dropped = 0
+        self.pushes = 0
         self.next_restart: datetime | None = None
         self.cpu_percent: float | None = None
         self.rss_bytes: int | None = None
@@ -141,10 +157,11 @@ class PluginRunner:
         self._last_frame = 0.0
         self._exports: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue(options.export_queue_batches)
         self._intent: tuple[str, str] | None = None
+        self._pushes: asyncio.Queue[dict[str, Any]] = asyncio.Queue(MAX_UNACKED_PUSHES)
 
     @property
     def id(self) -> str:
-        return self.manifest.id
+        return self.instance_id
 
     # -- public ----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -205,6 +222,7 @@ class PluginRunner:
 
         return {
             "id": self.id,
+            "plugin": self.manifest.id,
             "name": self.manifest.name,
             "version": self.manifest.version,
             "source": self.plugin.source,
@@ -227,6 +245,7 @@ class PluginRunner:
             "next_restart": iso(self.next_restart),
             "metrics_emitted": self.metrics_emitted,
             "metrics_rejected": self.metrics_rejected,
+            "pushes": self.pushes,
             "exports": self.exports,
             "exports_dropped": self.exports_dropped,
             "cpu_percent": None if self.cpu_percent is None else round(self.cpu_percent, 1),
@@ -287,6 +306,7 @@ class PluginRunner:
         self._ended = loop.create_future()
         self._ready = loop.create_future()
         self._intent = None
+        self._pushes = asyncio.Queue(MAX_UNACKED_PUSHES)  # pushes of a dead process die with it
         self.state = "starting"
         memory = self.memory_limit_mb
         args = [
@@ -330,9 +350,15 @@ class PluginRunner:
             asyncio.create_task(self._monitor(proc.pid)),
         ]
         try:
-            await self._send(
-                {"type": "configure", "config": self.config, "poll_interval": self.poll_interval}
-            )
+            configure: dict[str, Any] = {
+                "type": "configure",
+                "config": self.config,
+                "poll_interval": self.poll_interval,
+                "push": self.manifest.has("metrics.push"),
+            }
+            if self.state_dir is not None:
+                configure["state_dir"] = str(self.state_dir)
+            await self._send(configure)
             waiting: list[asyncio.Future[Any]] = [self._ready, self._ended]
             done, _ = await asyncio.wait(
                 waiting,
@@ -348,6 +374,9 @@ class PluginRunner:
                     helpers.append(asyncio.create_task(self._schedule()))
                 if self.manifest.has("metrics.export"):
                     helpers.append(asyncio.create_task(self._forward_exports()))
+                if self.manifest.has("metrics.push"):
+                    helpers.append(asyncio.create_task(self._take_pushes()))
+                    helpers.append(asyncio.create_task(self._refresh_health()))
             cause, detail = await asyncio.shield(self._ended)
         except asyncio.CancelledError:
             self._end("stopped", "supervisor cancelled")
@@ -452,6 +481,14 @@ class PluginRunner:
                     future.set_result(message.get("data"))
                 else:
                     future.set_exception(PluginError(f"plugin '{self.id}': {message.get('error')}"))
+        elif kind == "push":
+            try:
+                self._pushes.put_nowait(message)
+            except asyncio.QueueFull:
+                self._end("protocol_error", f"more than {MAX_UNACKED_PUSHES} unacknowledged pushes in flight")
+        elif kind == "run_ended":
+            self.last_error = f"run() ended: {message.get('error')}"
+            self._end("run_ended", self.last_error)
         elif kind == "config_error":
             problems = "; ".join(str(p) for p in message.get("problems", []))
             self.last_error = f"plugin '{self.id}': invalid config: {problems}"
@@ -549,6 +586,66 @@ class PluginRunner:
                 self.last_error = (
                     f"{len(result.rejected)} metric(s) rejected, e.g. #{first.index}: {first.reason}"
                 )
+
+    async def _take_pushes(self) -> None:
+        """Submit each pushed batch (concurrently, at most the window) and acknowledge it when taken."""
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                message = await self._pushes.get()
+                task = asyncio.create_task(self._take_push(message))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            for task in running:
+                task.cancel()
+
+    async def _take_push(self, message: dict[str, Any]) -> None:
+        seq = message.get("seq")
+        items = message.get("metrics")
+        batch: list[dict[str, Any]] = items if isinstance(items, list) else []
+        try:
+            # Waits while the write queue is full: the ack waits with it, and so does the plugin.
+            result = await self.sink.submit(batch, wait=True, source=self.id)
+        except Exception as exc:
+            # Not taken, so not acknowledged: the plugin's emit raises PushError and it may resend.
+            self.errors += 1
+            self.last_error = f"submit failed: {exc}"
+            log.exception("plugin %s: submit of a push failed", self.id, extra={"plugin": self.id})
+            ack: dict[str, Any] = {"type": "push_ack", "seq": seq, "ok": False, "error": str(exc)}
+        else:
+            self.pushes += 1
+            self.metrics_emitted += result.accepted
+            self.metrics_rejected += len(result.rejected)
+            self.last_success = datetime.now(UTC)
+            if result.rejected:
+                first = result.rejected[0]
+                self.last_error = (
+                    f"{len(result.rejected)} metric(s) rejected, e.g. #{first.index}: {first.reason}"
+                )
+            ack = {
+                "type": "push_ack",
+                "seq": seq,
+                "ok": True,
+                "accepted": result.accepted,
+                "rejected": [{"index": r.index, "reason": r.reason} for r in result.rejected],
+            }
+        with contextlib.suppress(PluginUnavailable):  # the process is gone: nobody to tell
+            await self._send(ack)
+
+    async def _refresh_health(self) -> None:
+        # A pushing plugin has no polls whose results show it is well: its own health report (counts
+        # of messages, malformed payloads, connection state) is what `plugins status` shows instead.
+        while True:
+            try:
+                health = await self.request("health")
+            except PluginUnavailable:
+                return
+            except PluginError as exc:
+                self.last_error = exc.message
+            else:
+                self.health = dict(health) if isinstance(health, dict) else {}
+            await asyncio.sleep(self.options.health_interval)
 
     async def _forward_exports(self) -> None:
         while True:

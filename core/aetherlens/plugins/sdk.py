@@ -4,18 +4,42 @@ A plugin runs in its own process (``aetherlens.plugins.host``); it gets only its
 never touches the database, and returns metrics as dicts (``self.metric(...)`` builds one) or
 ``aetherlens.models.Metric`` objects. Anything it prints or logs goes to the core log, tagged with the
 plugin id.
+
+Two ways to deliver metrics: polled (``collect_metrics()`` every ``poll_interval``, capability
+``metrics.collect``) and pushed (``run(emit)``, capability ``metrics.push``): ``run`` lives as long as
+the process and calls ``await emit(batch)`` whenever the source has something; ``emit`` returns once
+the core's collector has taken the batch, so a full write queue slows the plugin down instead of
+losing what it was told was taken.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import pathlib
+import tempfile
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from aetherlens.models import Metric
 
 MetricLike = Metric | dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """The core's answer to one ``emit``: how many metrics it took, and why it refused the others."""
+
+    accepted: int
+    rejected: list[dict[str, Any]]  # [{"index", "reason"}] as for POST /metrics
+
+
+class PushError(Exception):
+    """The core could not take a pushed batch (nothing of it is acknowledged: send it again later)."""
+
+
+type Emit = Callable[[Sequence[MetricLike]], Awaitable[PushResult]]
 
 
 class BasePlugin:
@@ -27,6 +51,10 @@ class BasePlugin:
     def __init__(self, plugin_id: str, config: dict[str, Any]) -> None:
         self.plugin_id = plugin_id
         self.config = config
+        #: persistent folder of this plugin *instance* (watermarks, resumable backfill). The host sets
+        #: it to ``<data_dir>/plugins/<instance id>/state`` before ``validate_config``; outside a host
+        #: (a plain unit test) it is a folder under the system's temp dir, created on first use.
+        self.state_dir = pathlib.Path(tempfile.gettempdir()) / "aetherlens-plugin-state" / plugin_id
         self.log = logging.getLogger(f"aetherlens.plugin.{plugin_id}")
         self._started = datetime.now(UTC)
         self._collections = 0
@@ -46,6 +74,14 @@ class BasePlugin:
     async def collect_metrics(self) -> Sequence[MetricLike]:
         """Poll the source once; called every ``poll_interval`` seconds, never overlapping itself."""
         return []
+
+    async def run(self, emit: Emit) -> None:
+        """Push path (manifest capability ``metrics.push``): long-running; call ``await emit(batch)`` for
+        each batch. It returns once the core's collector has taken the batch (so it blocks while the
+        write queue is full: backpressure reaches the plugin, nothing acknowledged is dropped) and
+        raises ``PushError`` when the core could not take it. Returning or raising counts as a crash:
+        the supervisor restarts the process with backoff."""
+        raise NotImplementedError(f"plugin '{self.plugin_id}' declares metrics.push but has no run()")
 
     async def export_metrics(self, metrics: Sequence[dict[str, Any]]) -> None:
         """Receive metrics the core has written (capability ``metrics.export``)."""

@@ -5,6 +5,12 @@ plugin (``PluginRunner``), forwards written metrics to export plugins, reports s
 secrets), and — when given a database pool — persists that status to the ``plugins`` table and listens
 on its NOTIFY channel (``db.queries.plugins.NOTIFY_CHANNEL``) for restart requests from
 ``aetherlens plugins restart``.
+
+Everything here is keyed by *instance* id: ``plugins.<instance>`` runs the manifest named by its
+``plugin:`` key (default: the instance id itself), so one plugin can run several times with different
+configs. Every discovered plugin also has its default instance (id = manifest id), enabled by its
+manifest's ``default_enabled`` unless configured. Each instance gets its own persistent state folder,
+``<data_dir>/plugins/<instance>/state``.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -47,9 +54,11 @@ class Supervisor:
         self.pool = pool
         self.options = options or SupervisorOptions()
         self._given = plugins
-        self.discovered: dict[str, DiscoveredPlugin] = {}
-        self.runners: dict[str, PluginRunner] = {}
-        self.problems: dict[str, str] = {}  # enabled plugins that may not run, and why
+        self.discovered: dict[str, DiscoveredPlugin] = {}  # by manifest id
+        self.instances: dict[str, DiscoveredPlugin] = {}  # by instance id: the plugin each one runs
+        self.runners: dict[str, PluginRunner] = {}  # by instance id
+        self.problems: dict[str, str] = {}  # enabled instances that may not run, and why
+        self._unknown: dict[str, str] = {}  # instance id -> the plugin id it names, which does not exist
         self._listener: Any = None
         self._persist_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -68,17 +77,47 @@ class Supervisor:
             return
         self._prepared = True
         self.discovered = self._given if self._given is not None else discover(self.settings)
+        self._resolve_instances()
         if self.pool is not None:
             await self._load_stored_config()
-        for plugin_id, plugin in sorted(self.discovered.items()):
-            if self._enabled(plugin):
+        for instance_id, plugin in sorted(self.instances.items()):
+            if self._enabled(instance_id, plugin):
                 try:
-                    self._load(plugin, self._stored.get(plugin_id))
+                    self._load(instance_id, plugin, self._stored.get(instance_id))
                 except PluginError as exc:
-                    self.problems[plugin_id] = exc.message
+                    self.problems[instance_id] = exc.message
                     log.error(
-                        "plugin %s not started: %s", plugin_id, exc.message, extra={"plugin": plugin_id}
+                        "plugin %s not started: %s", instance_id, exc.message, extra={"plugin": instance_id}
                     )
+
+    def _resolve_instances(self) -> None:
+        """Instance id -> discovered plugin; a ``plugin:`` naming no plugin is a problem of that instance."""
+        self.instances = dict(self.discovered)
+        for instance_id, configured in self.settings.plugins.items():
+            target = configured.plugin or instance_id
+            if target == instance_id:
+                continue
+            if instance_id in self.discovered:
+                self._unknown[instance_id] = target
+                self.problems[instance_id] = (
+                    f"plugins.{instance_id}.plugin: '{instance_id}' is the id of a plugin itself; "
+                    f"give this instance of '{target}' another name"
+                )
+                self.instances.pop(instance_id, None)
+            elif target not in self.discovered:
+                known = ", ".join(sorted(self.discovered)) or "none"
+                self._unknown[instance_id] = target
+                self.problems[instance_id] = (
+                    f"plugins.{instance_id}.plugin: no plugin '{target}' (known: {known})"
+                )
+            else:
+                self.instances[instance_id] = self.discovered[target]
+        for instance_id, problem in self.problems.items():
+            log.error("plugin %s not started: %s", instance_id, problem, extra={"plugin": instance_id})
+
+    def state_dir(self, instance_id: str) -> Path:
+        """The persistent folder of one instance (``BasePlugin.state_dir`` in its process)."""
+        return self.settings.data_dir / "plugins" / instance_id / "state"
 
     async def start(self) -> None:
         await self.prepare()
@@ -112,16 +151,19 @@ class Supervisor:
             self._stored[row.id] = {**base, **row.config, **secrets}
             self._stored_enabled[row.id] = row.enabled
 
-    def _enabled(self, plugin: DiscoveredPlugin) -> bool:
-        if plugin.id in self._stored_enabled:
-            return self._stored_enabled[plugin.id]
-        configured = self.settings.plugins.get(plugin.id)
+    def _enabled(self, instance_id: str, plugin: DiscoveredPlugin) -> bool:
+        if instance_id in self._stored_enabled:
+            return self._stored_enabled[instance_id]
+        configured = self.settings.plugins.get(instance_id)
         if configured is not None and configured.enabled is not None:
             return configured.enabled
+        if instance_id != plugin.id:
+            return True  # a configured extra instance runs unless it says enabled: false
         return plugin.manifest is not None and plugin.manifest.default_enabled
 
     def _load(
         self,
+        instance_id: str,
         plugin: DiscoveredPlugin,
         config: dict[str, Any] | None = None,
         poll_interval: float | None = None,
@@ -129,11 +171,19 @@ class Supervisor:
         """Check everything that can be checked before a process exists, then build its runner."""
         if not plugin.runnable or plugin.manifest is None:
             raise PluginError(
-                plugin.problem or f"plugin '{plugin.id}' cannot run", details={"plugin": plugin.id}
+                plugin.problem or f"plugin '{plugin.id}' cannot run", details={"plugin": instance_id}
             )
-        configured = self.settings.plugins.get(plugin.id)
+        configured = self.settings.plugins.get(instance_id)
         raw = config if config is not None else (dict(configured.config) if configured else {})
-        validated = validate_config(plugin.manifest, raw)
+        validated = validate_config(plugin.manifest, raw, instance_id=instance_id)
+        state_dir = self.state_dir(instance_id)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise PluginError(
+                f"plugin '{instance_id}': cannot create its state folder {state_dir}: {exc.strerror}",
+                details={"plugin": instance_id, "path": str(state_dir)},
+            ) from None
         interval = (
             poll_interval
             or (configured.poll_interval if configured else None)
@@ -148,15 +198,23 @@ class Supervisor:
             self.options,
             memory_limit_mb=self.options.memory_limit_mb or options.memory_limit_mb,
             cpu_limit_percent=self.options.cpu_limit_percent or options.cpu_limit_percent,
+            instance_id=instance_id,
+            state_dir=state_dir,
         )
-        self.runners[plugin.id] = runner
-        self.problems.pop(plugin.id, None)
+        self.runners[instance_id] = runner
+        self.problems.pop(instance_id, None)
         return runner
+
+    def _instance(self, plugin_id: str) -> DiscoveredPlugin:
+        plugin = self.instances.get(plugin_id)
+        if plugin is None:
+            raise NotFoundError(f"no plugin '{plugin_id}'")
+        return plugin
 
     def _runner(self, plugin_id: str) -> PluginRunner:
         runner = self.runners.get(plugin_id)
         if runner is None:
-            if plugin_id in self.discovered:
+            if plugin_id in self.instances or plugin_id in self._unknown:
                 raise PluginUnavailable(
                     f"plugin '{plugin_id}' is not running: {self.problems.get(plugin_id, 'disabled')}"
                 )
@@ -169,28 +227,26 @@ class Supervisor:
     def check_config(self, plugin_id: str, config: dict[str, Any]) -> None:
         """Validate ``config`` against the plugin's manifest, enabled or not: a config stored for a disabled
         plugin is the one it starts with later, so it must pass the same schema now."""
-        plugin = self.discovered.get(plugin_id)
-        if plugin is None:
-            raise NotFoundError(f"no plugin '{plugin_id}'")
+        plugin = self._instance(plugin_id)
         if plugin.manifest is not None:  # no manifest: the plugin cannot run, its problem says why
-            validate_config(plugin.manifest, config)
+            validate_config(plugin.manifest, config, instance_id=plugin_id)
 
     async def reconfigure(
         self, plugin_id: str, config: dict[str, Any], *, poll_interval: float | None = None
     ) -> None:
         """Hot reload of one plugin: validate first (a bad config leaves the running one alone)."""
-        plugin = self.discovered.get(plugin_id)
-        if plugin is None:
-            raise NotFoundError(f"no plugin '{plugin_id}'")
+        plugin = self._instance(plugin_id)
         if plugin.manifest is None or not plugin.runnable:
             raise PluginError(plugin.problem or f"plugin '{plugin_id}' cannot run")
-        validate_config(plugin.manifest, config)
+        validate_config(plugin.manifest, config, instance_id=plugin_id)
         self._stored_enabled[plugin_id] = True  # a reconfigured plugin runs, so it counts as enabled
         old = self.runners.pop(plugin_id, None)
         if old is not None:
             await old.stop()
         try:
-            runner = self._load(plugin, config, poll_interval or (old.poll_interval if old else None))
+            runner = self._load(
+                plugin_id, plugin, config, poll_interval or (old.poll_interval if old else None)
+            )
         except PluginError:
             if old is not None:  # cannot happen after the validation above, but never lose the plugin
                 self.runners[plugin_id] = old
@@ -237,20 +293,30 @@ class Supervisor:
 
     # -- status ----------------------------------------------------------------------------------------
     def status(self) -> list[dict[str, Any]]:
-        """One dict per discovered plugin, for the API and health; never config or secrets."""
-        return [self.status_of(plugin_id) for plugin_id in sorted(self.discovered)]
+        """One dict per plugin instance, for the API and health; never config or secrets."""
+        return [self.status_of(plugin_id) for plugin_id in sorted({*self.instances, *self._unknown})]
 
     def status_of(self, plugin_id: str) -> dict[str, Any]:
         runner = self.runners.get(plugin_id)
         if runner is not None:
             return runner.status()
-        plugin = self.discovered.get(plugin_id)
-        if plugin is None:
-            raise NotFoundError(f"no plugin '{plugin_id}'")
-        enabled = self._enabled(plugin)
+        if plugin_id in self._unknown:
+            return {
+                "id": plugin_id,
+                "plugin": self._unknown[plugin_id],
+                "name": None,
+                "version": None,
+                "capabilities": [],
+                "enabled": True,
+                "state": "refused",
+                "last_error": self.problems.get(plugin_id),
+            }
+        plugin = self._instance(plugin_id)
+        enabled = self._enabled(plugin_id, plugin)
         problem = self.problems.get(plugin_id) or (plugin.problem if enabled else None)
         return {
             "id": plugin_id,
+            "plugin": plugin.id,
             "name": plugin.manifest.name if plugin.manifest else plugin_id,
             "version": plugin.manifest.version if plugin.manifest else None,
             "source": plugin.source,

@@ -4,6 +4,9 @@
     run = await run_plugin(Path("my_plugin"), {"host": "127.0.0.1"}, collections=3)
     assert run.metrics and not run.rejected
 
+    # a pushing plugin (capability metrics.push): wait for 2 acknowledged emits of its run()
+    run = await run_plugin(Path("my_plugin"), {"broker": "mqtt://127.0.0.1"}, pushes=2)
+
 The plugin under test is allowed to run unsigned (it is the author's own code); everything else —
 manifest, config schema, core version, process, frames, limits — is the production path.
 """
@@ -12,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -87,6 +91,7 @@ class PluginRun:
     rejected: list[tuple[dict[str, Any], str]]
     status: dict[str, Any]
     devices: list[dict[str, Any]] = field(default_factory=list)
+    state_dir: Path | None = None  # the instance's state folder (kept when ``data_dir`` was given)
 
 
 async def run_plugin(
@@ -97,11 +102,38 @@ async def run_plugin(
     poll_interval: float | None = None,
     export: Sequence[Sequence[dict[str, Any]]] = (),
     discover: bool = False,
+    pushes: int = 0,
+    until: Callable[[MemorySink], bool] | None = None,
+    during: Callable[[], Any] | None = None,
     within: float = 30.0,
     settings: Settings | None = None,
+    data_dir: Path | None = None,
 ) -> PluginRun:
-    """Start the plugin, wait for ``collections`` successful polls (and ``export`` batches), stop it."""
-    base = settings or load_settings(env={})
+    """Start the plugin, wait for what is asked, stop it.
+
+    Waits for ``collections`` successful polls (polled plugins), ``export`` batches, ``pushes``
+    acknowledged ``emit`` calls of ``run()`` (pushing plugins) and ``until(sink)`` to be true. ``during``
+    (sync or async) runs once the plugin is up: publish the test's messages there. The instance's
+    ``state_dir`` lives under ``data_dir`` (default: a temporary folder removed afterwards), so two runs
+    with the same ``data_dir`` show what the plugin keeps across restarts.
+    """
+    if data_dir is None:
+        with tempfile.TemporaryDirectory(prefix="aetherlens-testkit-") as temp:
+            return await run_plugin(
+                directory,
+                config,
+                collections=collections,
+                poll_interval=poll_interval,
+                export=export,
+                discover=discover,
+                pushes=pushes,
+                until=until,
+                during=during,
+                within=within,
+                settings=settings,
+                data_dir=Path(temp),
+            )
+    base = (settings or load_settings(env={})).model_copy(update={"data_dir": data_dir})
     plugin = inspect_directory(directory, base)
     plugin_id = plugin.manifest.id if plugin.manifest else directory.name
     if not plugin.verification.ok and plugin.verification.status == "unsigned":
@@ -132,12 +164,20 @@ async def run_plugin(
             await _wait(lambda: runner.exports >= len(export), deadline, runner)
         if discover:
             devices = await supervisor.discover_devices(plugin_id)
+        if during is not None:
+            started = during()
+            if asyncio.iscoroutine(started):
+                await started
         if runner.manifest.has("metrics.collect"):
             await _wait(lambda: runner.collections >= collections, deadline, runner)
+        if pushes:
+            await _wait(lambda: runner.pushes >= pushes, deadline, runner)
+        if until is not None:
+            await _wait(lambda: until(sink), deadline, runner)
         status = runner.status()
     finally:
         await supervisor.stop()
-    return PluginRun(list(sink.metrics), list(sink.rejected), status, devices)
+    return PluginRun(list(sink.metrics), list(sink.rejected), status, devices, runner.state_dir)
 
 
 def _with_plugin(settings: Settings, plugin_id: str, config: dict[str, Any], poll: float | None) -> Settings:

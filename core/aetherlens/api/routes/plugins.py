@@ -24,9 +24,14 @@ def _from_row(row: q.PluginRow) -> dict[str, Any]:
     return {**status, "id": row.id, "enabled": row.enabled}
 
 
+def _instances(ctx: ApiContext) -> Mapping[str, Any]:
+    """Plugin instance id -> the discovered plugin it runs (``plugins.<instance>.plugin``)."""
+    found: Mapping[str, Any] = getattr(ctx.supervisor, "instances", None) or {}
+    return found
+
+
 def _schema(ctx: ApiContext, plugin_id: str) -> Mapping[str, Any] | None:
-    discovered = getattr(ctx.supervisor, "discovered", None) or {}
-    plugin = discovered.get(plugin_id)
+    plugin = _instances(ctx).get(plugin_id)
     manifest = getattr(plugin, "manifest", None)
     schema: Mapping[str, Any] | None = getattr(manifest, "config_schema", None)
     return schema
@@ -116,7 +121,7 @@ async def put_plugin_config(call: Call[None, PluginConfigIn]) -> dict[str, Any]:
                 )
             secrets[key] = stored[key]
     supervisor = ctx.supervisor
-    discovered = getattr(supervisor, "discovered", None) or {}
+    discovered = _instances(ctx)
     check_config = getattr(supervisor, "check_config", None)
     if check_config is not None and plugin_id in discovered:
         # Always against the manifest, also while the plugin is (or is being) disabled: what is stored now

@@ -14,7 +14,8 @@ class PluginOut(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    id: str
+    id: str = Field(description="plugin instance id (plugins.<instance>)")
+    plugin: str | None = Field(default=None, description="id of the plugin (manifest) this instance runs")
     name: str | None = None
     version: str | None = None
     enabled: bool | None = None

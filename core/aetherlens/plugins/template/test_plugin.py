@@ -22,3 +22,15 @@ async def test_collects_power_and_energy() -> None:
 async def test_bad_config_names_the_key() -> None:
     with pytest.raises(PluginError, match=r"plugins\.my_plugin\.config\.watts"):
         await run_plugin(HERE, {"device_id": "desk-lamp", "watts": -5})
+
+
+async def test_pushes_through_run_and_keeps_its_counter(tmp_path: Path) -> None:
+    config = {"device_id": "desk-lamp", "watts": 60, "push_interval": 0.05}
+    run = await run_plugin(HERE, config, pushes=3, poll_interval=3600, data_dir=tmp_path)
+    assert run.status["pushes"] >= 3 and not run.rejected
+    energy = [m["value"] for m in run.metrics if m["metric_type"] == "energy"]
+    assert energy == sorted(energy) and energy[-1] > 0
+    # the counter lives in the instance's state folder, so the next run continues from it
+    assert run.state_dir is not None and (run.state_dir / "energy.json").exists()
+    again = await run_plugin(HERE, config, pushes=1, poll_interval=3600, data_dir=tmp_path)
+    assert min(m["value"] for m in again.metrics if m["metric_type"] == "energy") >= energy[-1]
