@@ -4,6 +4,8 @@ real supervisor running the ``homeassistant`` plugin in its own process) per tes
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from aetherlens.db.writer import Writer
 from aetherlens.plugins.discovery import discover
 from aetherlens.plugins.supervisor import Supervisor
 
-from ..conftest import FAST  # noqa: TID252 - the plugin tests' supervisor timings
+from ..conftest import FAST, wait_for  # noqa: TID252 - the plugin tests' supervisor timings
 from .harness import HomeAssistant, available
 
 
@@ -82,7 +84,9 @@ class Core:
                 return rows
             if time.monotonic() > deadline:
                 status = self.supervisor.status()
-                raise AssertionError(f"timed out waiting for {what}; rows: {rows[-5:]}; plugins: {status}")
+                message = f"timed out waiting for {what}; rows: {rows[-5:]}; plugins: {status}"
+                print(message, file=sys.__stderr__)  # also when a hung teardown hides the report
+                raise AssertionError(message)
             await asyncio.sleep(0.05)
 
     async def duplicates(self) -> list[asyncpg.Record]:
@@ -94,6 +98,7 @@ class Core:
         )
 
 
+OPTIONS = dataclasses.replace(FAST, health_interval=0.2)
 CoreFactory = Callable[..., Awaitable[Core]]
 
 
@@ -125,9 +130,14 @@ async def core_factory(fresh_database: Any, tmp_path: Path) -> AsyncIterator[Cor
         collector = Collector(writer, database.pool, settings)
         await collector.start()
         supervisor = Supervisor(
-            settings, collector, plugins=discover(settings, include_packages=False), options=FAST
+            settings, collector, plugins=discover(settings, include_packages=False), options=OPTIONS
         )
         await supervisor.start()
+        for runner in supervisor.runners.values():
+            await wait_for(lambda r=runner: r.state == "running", within=30, what=f"{runner.id} running")
+            await wait_for(
+                lambda r=runner: r.health.get("connected") is True, within=30, what=f"{runner.id} connected"
+            )
         core = Core(settings, database, writer, collector, supervisor)
         started.append(core)
         return core
@@ -141,9 +151,13 @@ async def stop_core(core: Core) -> None:
     if getattr(core, "_stopped", False):
         return
     core._stopped = True  # type: ignore[attr-defined]
-    await core.supervisor.stop()
-    await core.writer.close()
-    await core.database.close()
+    # Each step has a deadline: a hung stop must fail the test run, not hang it.
+    for step in (core.supervisor.stop, core.writer.close, core.database.close):
+        try:
+            async with asyncio.timeout(30):
+                await step()
+        except TimeoutError:
+            raise AssertionError(f"{step.__qualname__} did not finish within 30 s") from None
 
 
 def ts(state: dict[str, Any]) -> datetime:

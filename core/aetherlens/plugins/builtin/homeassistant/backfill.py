@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aetherlens.plugins.builtin.homeassistant.client import Connection
-from aetherlens.plugins.builtin.homeassistant.feed import Emit, Feed
+from aetherlens.plugins.builtin.homeassistant.feed import Feed
+from aetherlens.plugins.sdk import Emit
 
 log = logging.getLogger(__name__)
 

@@ -146,10 +146,22 @@ class Connection:
         await self.close()
 
     async def close(self) -> None:
-        await self._ws.close()
         self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await self._reader
+        except asyncio.CancelledError:
+            # The reader's own cancellation is expected; ours (the plugin stopping) must go on.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+        finally:
+            # Not waiting for HA's close frame: a stopping plugin must not hang on a dead peer.
+            await self._close_ws()
+
+    async def _close_ws(self) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1):
+                await self._ws.close()
 
     async def _read(self) -> None:
         try:

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from aetherlens.plugins.builtin.homeassistant.mapping import CANONICAL, Tracked, canonical, is_jitter
 from aetherlens.plugins.builtin.homeassistant.watermarks import Mark, WatermarkStore
+from aetherlens.plugins.sdk import Emit
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[Sequence[dict[str, Any]]], Awaitable[Any]]
 MAX_BATCH = 5000
 
 

@@ -24,10 +24,10 @@ import aiohttp
 from aetherlens.plugins.builtin.homeassistant import mapping
 from aetherlens.plugins.builtin.homeassistant.backfill import Progress, run_backfill
 from aetherlens.plugins.builtin.homeassistant.client import AuthFailed, Connection, Endpoint, HAError
-from aetherlens.plugins.builtin.homeassistant.feed import Emit, Feed
+from aetherlens.plugins.builtin.homeassistant.feed import Feed
 from aetherlens.plugins.builtin.homeassistant.selection import Registries, Selection
 from aetherlens.plugins.builtin.homeassistant.watermarks import WatermarkStore
-from aetherlens.plugins.sdk import BasePlugin
+from aetherlens.plugins.sdk import BasePlugin, Emit, PushError
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,9 @@ class HomeAssistantPlugin(BasePlugin):
                 self.last_error = str(exc)
                 log.error("%s; retrying in %.0f s", exc, self.reconnect_max)
                 delay = self.reconnect_max
-            except (HAError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (HAError, aiohttp.ClientError, OSError, TimeoutError, PushError) as exc:
+                # PushError: the core did not take a batch; its watermarks did not move, so the next
+                # session's backfill offers it again.
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 if self.progress.state == "running":
                     self.progress.state = "interrupted"
