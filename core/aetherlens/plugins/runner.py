@@ -74,8 +74,9 @@ class PluginUnavailable(UnavailableError, PluginError):
     code = "plugin_unavailable"
 
 
-def child_environment() -> dict[str, str]:
-    """The whole environment a plugin gets: no AETHERLENS_* settings, no database URL, no secrets."""
+def child_environment(permissions: Sequence[str] = ()) -> dict[str, str]:
+    """The whole environment a plugin gets: no AETHERLENS_* settings, no database URL, no secrets,
+    except the add-on's ``SUPERVISOR_TOKEN`` for a plugin whose manifest asks for ``supervisor``."""
     env = {
         "PATH": os.defpath,
         "LANG": "C.UTF-8",
@@ -88,6 +89,8 @@ def child_environment() -> dict[str, str]:
     for name in ("TZ", "SSL_CERT_FILE", "SSL_CERT_DIR"):
         if name in os.environ:
             env[name] = os.environ[name]
+    if "supervisor" in permissions and "SUPERVISOR_TOKEN" in os.environ:
+        env["SUPERVISOR_TOKEN"] = os.environ["SUPERVISOR_TOKEN"]
     return env
 
 
@@ -329,7 +332,7 @@ class PluginRunner:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env=child_environment(),
+                env=child_environment(self.manifest.permissions),
                 cwd=str(self.plugin.directory),
                 start_new_session=True,  # its own process group, so a kill takes its children too
                 limit=2**20,
