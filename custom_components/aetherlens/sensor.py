@@ -45,13 +45,38 @@ def _currency(data: AetherLensData) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DeviceSensorDescription(SensorEntityDescription):
+class UnitAndResetDescription(SensorEntityDescription):
+    """The unit (e.g. the core's currency) and the reset instant, both read from the coordinator's data."""
+
+    unit_fn: Callable[[AetherLensData], str] | None = None
+    last_reset_fn: Callable[[AetherLensData], datetime | None] | None = None
+
+
+class UnitAndResetSensor(SensorEntity):
+    """Unit and last_reset from a ``UnitAndResetDescription`` (shared by the device and site sensors)."""
+
+    entity_description: UnitAndResetDescription
+    coordinator: AetherLensCoordinator
+
+    @property
+    def native_unit_of_measurement(self) -> str | None:
+        if self.entity_description.unit_fn is not None:
+            return self.entity_description.unit_fn(self.coordinator.data)
+        return self.entity_description.native_unit_of_measurement
+
+    @property
+    def last_reset(self) -> datetime | None:
+        if self.entity_description.last_reset_fn is None:
+            return None
+        return self.entity_description.last_reset_fn(self.coordinator.data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceSensorDescription(UnitAndResetDescription):
     """A sensor of one AetherLens device."""
 
     value_fn: Callable[[AetherLensData, str], StateType]
     exists_fn: Callable[[AetherLensData, str], bool] = lambda _data, _device: True
-    unit_fn: Callable[[AetherLensData], str] | None = None
-    last_reset_fn: Callable[[AetherLensData], datetime | None] | None = None
     attrs_fn: Callable[[AetherLensData, str], Mapping[str, Any] | None] | None = None
 
 
@@ -122,12 +147,10 @@ DEVICE_SENSORS: tuple[DeviceSensorDescription, ...] = (
 
 
 @dataclass(frozen=True, kw_only=True)
-class SiteSensorDescription(SensorEntityDescription):
+class SiteSensorDescription(UnitAndResetDescription):
     """A sensor of the whole site (on the hub device)."""
 
     value_fn: Callable[[AetherLensData], StateType]
-    unit_fn: Callable[[AetherLensData], str] | None = None
-    last_reset_fn: Callable[[AetherLensData], datetime | None] | None = None
     options_fn: Callable[[AetherLensData], list[str] | None] | None = None
     attrs_fn: Callable[[AetherLensData], Mapping[str, Any] | None] | None = None
 
@@ -304,7 +327,7 @@ def _candidates(coordinator: AetherLensCoordinator) -> Iterator[tuple[str, Calla
             )
 
 
-class SiteSensor(AetherLensEntity, SensorEntity):
+class SiteSensor(AetherLensEntity, UnitAndResetSensor):
     """A site total."""
 
     entity_description: SiteSensorDescription
@@ -316,18 +339,6 @@ class SiteSensor(AetherLensEntity, SensorEntity):
     @property
     def native_value(self) -> StateType:
         return self.entity_description.value_fn(self.coordinator.data)
-
-    @property
-    def native_unit_of_measurement(self) -> str | None:
-        if self.entity_description.unit_fn is not None:
-            return self.entity_description.unit_fn(self.coordinator.data)
-        return self.entity_description.native_unit_of_measurement
-
-    @property
-    def last_reset(self) -> datetime | None:
-        if self.entity_description.last_reset_fn is None:
-            return None
-        return self.entity_description.last_reset_fn(self.coordinator.data)
 
     @property
     def options(self) -> list[str] | None:
@@ -342,7 +353,7 @@ class SiteSensor(AetherLensEntity, SensorEntity):
         return self.entity_description.attrs_fn(self.coordinator.data)
 
 
-class DeviceSensor(AetherLensDeviceEntity, SensorEntity):
+class DeviceSensor(AetherLensDeviceEntity, UnitAndResetSensor):
     """A value of one AetherLens device."""
 
     entity_description: DeviceSensorDescription
@@ -356,18 +367,6 @@ class DeviceSensor(AetherLensDeviceEntity, SensorEntity):
     @property
     def native_value(self) -> StateType:
         return self.entity_description.value_fn(self.coordinator.data, self.device_id)
-
-    @property
-    def native_unit_of_measurement(self) -> str | None:
-        if self.entity_description.unit_fn is not None:
-            return self.entity_description.unit_fn(self.coordinator.data)
-        return self.entity_description.native_unit_of_measurement
-
-    @property
-    def last_reset(self) -> datetime | None:
-        if self.entity_description.last_reset_fn is None:
-            return None
-        return self.entity_description.last_reset_fn(self.coordinator.data)
 
     @property
     def extra_state_attributes(self) -> Mapping[str, Any] | None:
