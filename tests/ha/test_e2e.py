@@ -248,15 +248,38 @@ async def check_sensors(hass: HomeAssistant, entry: MockConfigEntry, core: RealC
     so the state catches up with /metrics/current), costs after a poll to the cent (fixed charges
     accrue by the second between the poll and the question)."""
     rack = "sim-h001-rack"
+    coordinator = entry.runtime_data.coordinator
     for metric in ("power", "energy"):
         entity_id = _entity(hass, f"{instance}_{rack}_{metric}")
+        current = await core.get("/metrics/current")
+        (device,) = [d for d in current["devices"] if d["device_id"] == rack]
+        newest = datetime.fromisoformat(device["metrics"][metric]["time"])
 
-        async def caught_up(entity_id: str = entity_id, metric: str = metric) -> bool:
-            current = await core.get("/metrics/current")
-            (device,) = [d for d in current["devices"] if d["device_id"] == rack]
-            return _state(hass, entity_id) == device["metrics"][metric]["value"]
+        # The simulator keeps writing, so "equal to /metrics/current right now" races the next reading.
+        # Instead: HA has caught up with (at least) the reading the core had a moment ago, and it holds
+        # exactly the value the core stored for that reading.
+        async def caught_up(
+            entity_id: str = entity_id, metric: str = metric, newest: datetime = newest
+        ) -> bool:
+            held = coordinator.data.metrics.get(rack, {}).get(metric)
+            if held is None or held.time < newest:
+                return False
+            stored = await core.get(
+                "/metrics",
+                device_id=rack,
+                metric_type=metric,
+                resolution="raw",
+                **{"from": held.time.isoformat(), "to": (held.time + timedelta(milliseconds=1)).isoformat()},
+            )
+            values = [p["value"] for p in stored["points"]]
+            # HA writes a float state with 15 significant digits (412.68376064787003 -> "412.68376064787").
+            return (
+                bool(values)
+                and values[-1] == held.value
+                and _state(hass, entity_id) == pytest.approx(held.value, rel=1e-14)
+            )
 
-        await wait_until(f"{entity_id} to equal /metrics/current", caught_up, 60)
+        await wait_until(f"{entity_id} to equal the core's stored reading", caught_up, 60)
 
     await entry.runtime_data.coordinator.async_refresh()
     await hass.async_block_till_done()
