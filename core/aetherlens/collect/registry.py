@@ -81,10 +81,15 @@ class DeviceRegistry:
 
     # -- plugin discovery --------------------------------------------------------------------------------
     async def register_discovered(self, plugin_id: str, found: Iterable[object]) -> int:
-        """Register what a plugin's discovery answered (dicts with ``id`` and optional ``name``, ``type``);
-        entries without a valid id are skipped. Returns how many were registered or refreshed."""
+        """Register what a plugin's discovery answered (dicts with ``id`` and optional ``name``, ``type``,
+        ``room``); entries without a valid id are skipped. Returns how many were registered or refreshed."""
         rows = [
-            (str(d["id"]), str(d.get("name") or d["id"]), _device_type(d.get("type")))
+            (
+                str(d["id"]),
+                str(d.get("name") or d["id"]),
+                _device_type(d.get("type")),
+                str(d["room"]) if d.get("room") else None,
+            )
             for d in found
             if isinstance(d, Mapping) and DEVICE_ID_PATTERN.fullmatch(str(d.get("id", "")))
         ]

@@ -90,21 +90,25 @@ async def test_discovery_replaces_only_the_placeholder_of_auto_registration(pool
     count = await registry.register_discovered(
         "sim",
         [
-            {"id": "auto1", "name": "Heat pump", "type": "hvac"},
-            {"id": "named", "name": "Discovered name", "type": "meter"},
+            {"id": "auto1", "name": "Heat pump", "type": "hvac", "room": "Cellar"},
+            {"id": "named", "name": "Discovered name", "type": "meter", "room": "Kitchen"},
             {"id": "new.one", "type": "toaster"},  # unknown type -> other
             {"id": "bad id"},  # skipped: not a device id
             "not a mapping",
         ],
     )
     assert count == 3
-    got = {d.id: (d.name, d.type, d.source) for d in await registry.list_all()}
+    got = {d.id: (d.name, d.type, d.source, d.room) for d in await registry.list_all()}
     assert got == {
-        "auto1": ("Heat pump", "hvac", "sim"),
-        "named": ("Kettle", "plug", "api"),
-        "new.one": ("new.one", "other", "sim"),
+        "auto1": ("Heat pump", "hvac", "sim", "Cellar"),
+        "named": ("Kettle", "plug", "api", "Kitchen"),  # the user's name stays; it had no room yet
+        "new.one": ("new.one", "other", "sim", None),
     }
     assert {"auto1", "named", "new.one"} <= registry.known
+    # A room the user set is kept when discovery reports another one.
+    await registry.update("named", {"room": "Pantry"})
+    await registry.register_discovered("sim", [{"id": "named", "name": "x", "room": "Garage"}])
+    assert [(d.name, d.room) for d in await registry.list_all() if d.id == "named"] == [("Kettle", "Pantry")]
 
 
 async def test_pool_or_connection_adapter_borrows_only_from_a_pool(pool: asyncpg.Pool) -> None:

@@ -122,25 +122,32 @@ async def register_placeholders(db: Queryable, sources: Mapping[str, str]) -> No
     )
 
 
-async def upsert_discovered(db: Queryable, found: Sequence[tuple[str, str, str]], source: str) -> None:
-    """Devices a plugin discovered, as (id, name, type): new ones are created; an existing one takes the
-    discovered name and type only while it still has the placeholder name of auto-registration (name =
-    id), so a name a user gave the device is never overwritten."""
-    by_id = {device_id: (name, device_type) for device_id, name, device_type in found}  # one row per id
-    for device_id, (_, device_type) in by_id.items():
+async def upsert_discovered(
+    db: Queryable, found: Sequence[tuple[str, str, str, str | None]], source: str
+) -> None:
+    """Devices a plugin discovered, as (id, name, type, room): new ones are created. What a user set is
+    never overwritten: an existing device takes the discovered name and type only while it still has the
+    placeholder name of auto-registration (name = id), and the discovered room only while it has none."""
+    by_id = {device_id: (name, kind, room) for device_id, name, kind, room in found}  # one row per id
+    for device_id, (_, device_type, _) in by_id.items():
         validate_device_id(device_id)
         _validate_type(device_type)
     ids = sorted(by_id)
     await db.execute(
-        """INSERT INTO devices (id, name, type, source)
-           SELECT u.id, u.name, u.type, $4
-           FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, name, type)
+        """INSERT INTO devices (id, name, type, room, source)
+           SELECT u.id, u.name, u.type, u.room, $5
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(id, name, type, room)
            ON CONFLICT (id) DO UPDATE
-               SET name = EXCLUDED.name, type = EXCLUDED.type, source = EXCLUDED.source, updated_at = now()
-           WHERE devices.name = devices.id""",
+               SET name = CASE WHEN devices.name = devices.id THEN EXCLUDED.name ELSE devices.name END,
+                   type = CASE WHEN devices.name = devices.id THEN EXCLUDED.type ELSE devices.type END,
+                   source = CASE WHEN devices.name = devices.id THEN EXCLUDED.source ELSE devices.source END,
+                   room = COALESCE(devices.room, EXCLUDED.room),
+                   updated_at = now()
+           WHERE devices.name = devices.id OR (devices.room IS NULL AND EXCLUDED.room IS NOT NULL)""",
         ids,
         [by_id[i][0] for i in ids],
         [by_id[i][1] for i in ids],
+        [by_id[i][2] for i in ids],
         source,
     )
 

@@ -102,8 +102,9 @@ async def test_devices_get_names_and_rooms_from_the_registries(
     assert found["ha_grid_power"]["name"] == "Grid power"
     assert not any("aetherlens" in d for d in found)
     await core.collector.registry.register_discovered("homeassistant", found.values())
-    names = dict(await core.pool.fetch("SELECT id, name FROM devices WHERE id = ANY($1)", [plug, heater]))
-    assert names == {plug: "Lab plug", heater: "Lab heater"}
+    rows = await core.pool.fetch("SELECT id, name, room FROM devices WHERE id = ANY($1)", [plug, heater])
+    stored = {r["id"]: (r["name"], r["room"]) for r in rows}
+    assert stored == {plug: ("Lab plug", "Workshop"), heater: ("Lab heater", "Cellar")}
     state = await ha.set_lab(PLANT_ENERGY, 0.002)
     rows = await core.wait_rows(
         lambda rows: any(r["time"] == ts(state) for r in rows), "solar_plant", "energy"
