@@ -21,7 +21,6 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,8 +39,8 @@ from aetherlens.db.queries import alerts as q
 from aetherlens.db.writer import Writer
 from aetherlens.models import Metric
 from aetherlens.runtime import cost_source
+from scratch import create_scratch_database, drop_scratch_database
 
-ADMIN_DSN = os.environ.get("AETHERLENS_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 DEVICES = 100
 SERIES_RULES = 80
 TARGET = 0.9
@@ -158,12 +157,7 @@ async def one_run(
 
 
 async def run(args: argparse.Namespace) -> int:
-    name = f"aetherlens_bench_alerts_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    base, _, _ = ADMIN_DSN.rpartition("/")
-    dsn = f"{base}/{name}"
+    name, dsn = await create_scratch_database("alerts")
     try:
         conn = await asyncpg.connect(dsn)
         capabilities = await probe(conn)
@@ -196,9 +190,7 @@ async def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
     finally:
-        admin = await asyncpg.connect(ADMIN_DSN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_scratch_database(name)
 
     def mean_rate(with_rules: bool) -> float:
         chosen = [args.rows / r.seconds for r in runs if r.rules is with_rules]

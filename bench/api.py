@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +32,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-ADMIN_DSN = os.environ.get("AETHERLENS_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+from scratch import create_scratch_database, drop_scratch_database
+
 DEVICES = 100
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 RAW_START = NOW - timedelta(hours=48)
@@ -237,11 +236,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> None:
-    name = f"aetherlens_bench_api_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    dsn = ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
+    name, dsn = await create_scratch_database("api")
     data_dir = tempfile.mkdtemp(prefix="aetherlens-bench-api-")
     proc: asyncio.subprocess.Process | None = None
     try:
@@ -299,9 +294,7 @@ async def run(args: argparse.Namespace) -> None:
         if proc is not None and proc.stdin is not None:
             proc.stdin.close()
             await proc.wait()
-        admin = await asyncpg.connect(ADMIN_DSN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_scratch_database(name)
 
 
 def main() -> None:

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -35,8 +33,8 @@ from aetherlens.costs.job import CostJob
 from aetherlens.costs.stored import priced_energy
 from aetherlens.db.capabilities import probe
 from aetherlens.db.migrations import apply_migrations
+from scratch import create_scratch_database, drop_scratch_database
 
-ADMIN_DSN = os.environ.get("AETHERLENS_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 START = datetime(2025, 1, 1, tzinfo=UTC)
 TARIFF = {
     "name": "bench TOU",
@@ -83,11 +81,7 @@ async def _timed(label: str, coro: object) -> tuple[float, object]:
 
 
 async def main(devices: int, days: int) -> None:
-    name = f"aetherlens_bench_costs_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    dsn = ADMIN_DSN.rpartition("/")[0] + "/" + name
+    name, dsn = await create_scratch_database("costs")
     conn = await asyncpg.connect(dsn)
     try:
         await apply_migrations(conn, await probe(conn))
@@ -169,9 +163,7 @@ async def main(devices: int, days: int) -> None:
         )
     finally:
         await conn.close()
-        admin = await asyncpg.connect(ADMIN_DSN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_scratch_database(name)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ import socket
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,8 +48,8 @@ from aetherlens.db.migrations import apply_migrations
 from aetherlens.db.pool import create_pool
 from aetherlens.db.writer import COLUMNS, Writer
 from aetherlens.models import Metric
+from scratch import create_scratch_database, drop_scratch_database
 
-ADMIN_DSN = os.environ.get("AETHERLENS_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 DEVICES = 100
 TYPES = ("power", "energy")
 CEILING_BATCH = 100_000
@@ -443,12 +442,7 @@ async def _wait_until_serving(session: aiohttp.ClientSession, url: str) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    name = f"aetherlens_bench_ingest_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    base, _, _ = ADMIN_DSN.rpartition("/")
-    dsn = f"{base}/{name}"
+    name, dsn = await create_scratch_database("ingest")
     try:
         conn = await asyncpg.connect(dsn)
         capabilities = await probe(conn)
@@ -505,9 +499,7 @@ async def run(args: argparse.Namespace) -> int:
             "clients"
         )
     finally:
-        admin = await asyncpg.connect(ADMIN_DSN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_scratch_database(name)
     return 0
 
 

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +36,7 @@ from aetherlens.db.writer import Writer
 from aetherlens.plugins.discovery import discover
 from aetherlens.plugins.runner import SupervisorOptions
 from aetherlens.plugins.supervisor import Supervisor
-
-ADMIN_DSN = os.environ.get("AETHERLENS_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+from scratch import create_scratch_database, drop_scratch_database
 
 MANIFEST = """\
 id: bench_pusher
@@ -137,11 +134,7 @@ async def direct(collector: Collector, args: argparse.Namespace, tag: str) -> tu
 
 
 async def run(args: argparse.Namespace) -> int:
-    name = f"aetherlens_bench_push_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    dsn = f"{ADMIN_DSN.rpartition('/')[0]}/{name}"
+    name, dsn = await create_scratch_database("push")
     with tempfile.TemporaryDirectory(prefix="aetherlens-bench-push-") as temp:
         root = Path(temp)
         plugin_dir = root / "plugins" / "bench_pusher"
@@ -205,9 +198,7 @@ async def run(args: argparse.Namespace) -> int:
             await writer.close()
             await pool.close()
         finally:
-            admin = await asyncpg.connect(ADMIN_DSN)
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
+            await drop_scratch_database(name)
 
     push_lat: list[float] = result["latencies"]
     ceiling_lat = before[0] + after[0]

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -22,8 +20,8 @@ import asyncpg
 from aetherlens.db.capabilities import Capabilities
 from aetherlens.db.migrations import apply_migrations
 from aetherlens.db.rollups import RollupJob, mark_pending
+from scratch import create_scratch_database, drop_scratch_database
 
-ADMIN_DSN = os.environ.get("AETHERLENS_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PLAIN = Capabilities(pg_version="bench")
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -42,11 +40,9 @@ FROM metrics GROUP BY 1, 2, 3
 
 
 async def main(devices: int, minutes: int) -> None:
-    name = f"aetherlens_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    name, dsn = await create_scratch_database("rollup")
     try:
-        conn = await asyncpg.connect(ADMIN_DSN.rpartition("/")[0] + "/" + name)
+        conn = await asyncpg.connect(dsn)
         try:
             await apply_migrations(conn, PLAIN)
             await conn.execute(LOAD_SQL, START, minutes, devices)
@@ -65,8 +61,7 @@ async def main(devices: int, minutes: int) -> None:
         finally:
             await conn.close()
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_scratch_database(name)
     print(f"rows: {rows:,}  hours: {len(result.hours)}  days: {len(result.days)}")
     print(
         f"ceiling (GROUP BY avg/min/max/sum/count per hour): {ceiling:.2f} s = {rows / ceiling:,.0f} rows/s"
