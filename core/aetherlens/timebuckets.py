@@ -67,6 +67,19 @@ def local_day_bounds(day: dt.date, zone: dt.tzinfo) -> tuple[dt.datetime, dt.dat
     return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 
+def monthly_cycle_bounds(t: dt.datetime, day: int, zone: dt.tzinfo) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) as UTC instants of the monthly cycle containing ``t`` that starts at local midnight
+    of day ``day`` (1..28) of each month: a billing cycle, or the calendar month with ``day=1``."""
+    local = t.astimezone(zone)
+    year, month = local.year, local.month
+    if local.day < day:
+        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+    start = dt.datetime(year, month, day, tzinfo=zone)
+    ny, nm = (year + 1, 1) if month == 12 else (year, month + 1)
+    end = dt.datetime(ny, nm, day, tzinfo=zone)
+    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+
+
 def local_days(start: dt.datetime, end: dt.datetime, zone: dt.tzinfo) -> Decimal:
     """Calendar days between two instants on the local wall clock (a 23- or 25-hour day counts as 1)."""
     a = start.astimezone(zone).replace(tzinfo=None)

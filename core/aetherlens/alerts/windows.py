@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from aetherlens.alerts.sources import CostSource, TariffView
-from aetherlens.timebuckets import hour_floor, local_day_bounds
+from aetherlens.timebuckets import hour_floor, local_day_bounds, monthly_cycle_bounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +34,7 @@ class Calendar:
         if window == "cycle":
             if self.tariff is not None:
                 return self.tariff.cycle(now)
-            local = now.astimezone(self.zone)
-            start = dt.datetime(local.year, local.month, 1, tzinfo=self.zone)
-            ny, nm = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
-            return start.astimezone(dt.UTC), dt.datetime(ny, nm, 1, tzinfo=self.zone).astimezone(dt.UTC)
+            return monthly_cycle_bounds(now, 1, self.zone)
         raise ValueError(f"unknown window {window!r}")
 
 

@@ -28,7 +28,7 @@ from math import gcd
 from typing import Any
 
 from aetherlens.costs.tariff import Tariff, Tier
-from aetherlens.timebuckets import floor_time, hour_floor, local_days, zone_slot_minutes
+from aetherlens.timebuckets import floor_time, hour_floor, local_days, monthly_cycle_bounds, zone_slot_minutes
 
 ZERO = Decimal(0)
 
@@ -146,15 +146,7 @@ def tiered_charge(amount: Decimal, tiers: Sequence[Tier]) -> Decimal:
 
 def cycle_bounds(tariff: Tariff, t: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """The billing cycle (UTC) containing ``t``: from local midnight of the cycle day, a month long."""
-    local = t.astimezone(tariff.zone)
-    day = tariff.billing_cycle_day
-    year, month = local.year, local.month
-    if local.day < day:
-        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
-    start = dt.datetime(year, month, day, tzinfo=tariff.zone)
-    ny, nm = (year + 1, 1) if month == 12 else (year, month + 1)
-    end = dt.datetime(ny, nm, day, tzinfo=tariff.zone)
-    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+    return monthly_cycle_bounds(t, tariff.billing_cycle_day, tariff.zone)
 
 
 class VersionSet:
