@@ -77,6 +77,11 @@ async def test_ha_restart_and_core_restart_lose_nothing_and_repeat_nothing(
     await core.wait_rows(
         lambda rows: {ts(s) for s in sent} <= {r["time"] for r in rows}, plug, "power", within=60
     )
+    # The runner's health is a snapshot refreshed every health_interval: wait for it to show the
+    # reconnection instead of reading it the instant the rows are in (it lagged once under load).
+    await core.wait_rows(
+        lambda rows: runner.health.get("connections", 0) >= 2, what="health showing the reconnection"
+    )
     assert runner.health["connections"] >= 2 and runner.crashes == 0, runner.status()
 
     # The core (and the plugin process) stop; HA changes meanwhile; a new core on the same data dir.
