@@ -138,6 +138,9 @@ async def core(ingest_dsn: str, tmp_path: Path) -> AsyncIterator[CoreFactory]:
             settings, collector, plugins=discover(settings, include_packages=False), options=FAST
         )
         made.append(Core(database, writer, supervisor))
+        # As the runtime does: the types the plugins' manifests declare are known before any submit.
+        await supervisor.prepare()
+        collector.register_metric_types(d.as_metric_type() for d in supervisor.extra_metric_types().values())
         await supervisor.start()
         return made[-1]
 

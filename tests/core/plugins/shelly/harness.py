@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -49,6 +49,17 @@ class Emitted:
                     await self._changed.wait()
             except TimeoutError:
                 continue
+
+
+async def wait_async(
+    condition: Callable[[], Awaitable[bool]], within: float = 15.0, what: str = "condition"
+) -> None:
+    """Wait for a condition that must be asked (the plugin's health), checking every 50 ms."""
+    deadline = time.monotonic() + within
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 @asynccontextmanager

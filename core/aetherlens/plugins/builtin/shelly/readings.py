@@ -196,13 +196,20 @@ def gen2_layout(config: Mapping[str, Any], status: Mapping[str, Any]) -> Layout:
     status = _object("status", status)
     channels: list[Channel] = []
     has_total = False
-    for kind, channel_kind in (("switch", "relay"), ("pm1", "meter"), ("em1", "meter")):
+    kinds = (("em1", "meter"),) if _is_meter(status) else (("switch", "relay"),)
+    for kind, channel_kind in kinds:
         for key, index, _ in sorted(_components(status, kind), key=lambda c: c[1]):
             channels.append(Channel(str(index), channel_kind, _config_name(config, key)))
     if any(True for _ in _components(status, "em")):
         channels += [Channel(phase, "meter", f"phase {phase.upper()}") for phase in PHASES]
         has_total = True
     return Layout(tuple(channels), has_total)
+
+
+def _is_meter(status: Mapping[str, Any]) -> bool:
+    """An energy meter (Pro 3EM, Pro EM, EM Gen3): its ``switch:0``, if any, drives an external
+    contactor and is not one of its metered channels (as with the Gen1 EM and 3EM)."""
+    return any(key.partition(":")[0] in ("em", "em1") for key in status)
 
 
 def _config_name(config: Mapping[str, Any], key: str) -> str | None:
@@ -212,7 +219,7 @@ def _config_name(config: Mapping[str, Any], key: str) -> str | None:
 
 
 #: component kinds whose status carries readings (a push of any other component is ignored)
-GEN2_METERED: Final = frozenset({"switch", "pm1", "em1", "em1data", "em", "emdata", "temperature"})
+GEN2_METERED: Final = frozenset({"switch", "em1", "em1data", "em", "emdata", "temperature"})
 
 
 def gen2_readings(status: Mapping[str, Any], only: set[str] | None = None) -> list[Reading]:
@@ -223,7 +230,7 @@ def gen2_readings(status: Mapping[str, Any], only: set[str] | None = None) -> li
     def chosen(key: str) -> bool:
         return only is None or key in only
 
-    for kind in ("switch", "pm1"):
+    for kind in () if _is_meter(status) else ("switch",):
         for key, index, comp in _components(status, kind):
             if not chosen(key):
                 continue
@@ -239,8 +246,7 @@ def gen2_readings(status: Mapping[str, Any], only: set[str] | None = None) -> li
                     out.add(ch, metric, f"{key}.{field}.total", total, WH_PER_KWH)
             if isinstance(comp.get("temperature"), Mapping):
                 out.add(ch, "temperature", f"{key}.temperature.tC", comp["temperature"].get("tC"))
-            if kind == "switch":
-                out.state(ch, f"{key}.output", comp.get("output"))
+            out.state(ch, f"{key}.output", comp.get("output"))
     for key, index, comp in _components(status, "em1"):
         if chosen(key):
             ch = str(index)
