@@ -18,6 +18,7 @@ from aetherlens.plugins.sdk import BasePlugin, Emit, PushError
 
 BATCH_MAX: Final = 1000
 QUEUE_MAX: Final = 20_000
+CONTROL_DEADLINE: Final = 25.0
 
 
 class ShellyPlugin(BasePlugin):
@@ -112,21 +113,17 @@ class ShellyPlugin(BasePlugin):
     async def control_device(self, device_id: str, action: str) -> dict[str, Any]:
         if action not in ACTIONS:
             raise ValueError(f"action {action!r} is not one of {', '.join(ACTIONS)}")
-        owner = next((d for d in self.devices if d.owns(device_id) is not None), None)
-        if owner is None:
-            # Not known yet: a device that has not answered since the plugin started may own it.
-            for device in self.devices:
-                if device.base is None:
-                    try:
-                        await device.ensure()
-                    except ConnectionError:
-                        continue
-                    if device.owns(device_id) is not None:
-                        owner = device
-                        break
-        if owner is None:
-            raise ValueError(f"{device_id!r} is not a device of this Shelly plugin instance")
-        return {"state": await owner.control(device_id, action)}
+        # Bounded below the manifest's 30 s call timeout (which would kill the process).
+        async with asyncio.timeout(CONTROL_DEADLINE):
+            owner = next((d for d in self.devices if d.owns(device_id) is not None), None)
+            if owner is None:
+                # Not known yet: a device that has not answered since the plugin started may own it.
+                unknown = [d for d in self.devices if d.base is None]
+                await asyncio.gather(*(d.ensure() for d in unknown), return_exceptions=True)
+                owner = next((d for d in unknown if d.owns(device_id) is not None), None)
+            if owner is None:
+                raise ValueError(f"{device_id!r} is not a device of this Shelly plugin instance")
+            return {"state": await owner.control(device_id, action)}
 
     async def get_health(self) -> dict[str, Any]:
         return {
