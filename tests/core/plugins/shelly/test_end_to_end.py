@@ -36,6 +36,7 @@ async def devices() -> AsyncIterator[dict[str, LoopbackShelly]]:
         "3em": await LoopbackShelly("gen1_3em.json").start(),
         "pro3em": await LoopbackShelly("gen2_pro_3em.json").start(),
         "plugs": await LoopbackShelly("gen2_plus_plug_s.json").start(),
+        "locked": await LoopbackShelly("gen2_plus_plug_s.json", password=PM_PW).start(),
     }
     yield made
     for server in made.values():
@@ -104,6 +105,7 @@ def config(devices: dict[str, LoopbackShelly], dead_port: int) -> dict[str, Any]
             at("pro3em", id="pro3em"),
             at("plugs", id="plugs"),
             {"host": "127.0.0.1", "port": dead_port, "id": "dead"},
+            at("locked", id="locked", password="not-the-password"),
         ],
     }
 
@@ -125,12 +127,15 @@ async def test_readings_pushes_and_control_end_to_end(
     # A device that is not there is in the plugin's health; the others were stored regardless.
     runner = c.supervisor.runners["shelly"]
 
-    async def dead_in_health() -> bool:
-        health = runner.status().get("health") or {}
-        return "cannot connect" in str(health.get("devices", {}).get("dead", {}).get("last_error"))
+    async def failures_in_health() -> bool:
+        devices = (runner.status().get("health") or {}).get("devices", {})
+        dead, locked = (str(devices.get(d, {}).get("last_error")) for d in ("dead", "locked"))
+        return "cannot connect" in dead and "wrong or missing credentials" in locked
 
-    await wait_async(dead_in_health, what="the unreachable device's error in the plugin's health")
-    assert PLUG_PW not in str(runner.status()) and PM_PW not in str(runner.status())
+    await wait_async(failures_in_health, what="the unreachable and the locked device's errors in the health")
+    status = str(runner.status())
+    assert PLUG_PW not in status and PM_PW not in status and "not-the-password" not in status
+    assert not [k for k in got if k[0] in ("dead", "locked")]
 
     # A Gen2+ push: stored without a poll (the next poll is an hour away).
     await devices["2pm"].notify({"switch:1": {"id": 1, "apower": 51.3, "current": 0.225}})
@@ -168,10 +173,13 @@ async def test_readings_pushes_and_control_end_to_end(
 
         await wait_async(pm_on, what="the 2PM's pushed state")
 
-        resp = await client.post("/api/v1/devices/pro3em_a/control", json={"action": "on"}, headers=headers)
-        assert resp.status == 409, await resp.text()
-        error = (await resp.json())["error"]
-        assert error["code"] == "not_controllable" and "not a switchable channel" in error["message"]
+        for meter in ("pro3em_a", "em_0"):
+            resp = await client.post(
+                f"/api/v1/devices/{meter}/control", json={"action": "on"}, headers=headers
+            )
+            assert resp.status == 409, await resp.text()
+            error = (await resp.json())["error"]
+            assert error["code"] == "not_controllable" and "not a switchable channel" in error["message"]
 
     sources = await c.database.pool.fetch("SELECT DISTINCT source FROM devices WHERE id LIKE 'pro3em%'")
     assert [r["source"] for r in sources] == ["shelly"]

@@ -209,8 +209,8 @@ class ShellyDevice:
     async def run(self) -> None:
         """Poll on the interval for as long as the plugin lives; never raises (but for cancellation)."""
         while True:
+            self._wake.clear()  # before the poll: a wake during it (a switch) means poll again at once
             await self.poll_once()
-            self._wake.clear()
             try:
                 async with asyncio.timeout(self.interval):
                     await self._wake.wait()
