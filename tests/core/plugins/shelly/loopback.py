@@ -40,8 +40,8 @@ def _sha(text: str) -> str:
 
 
 class LoopbackShelly:
-    """One device. ``mode``: "ok" or "malformed" (Gen1: a /status that is not JSON; Gen2+: a status
-    whose ``switch:0.apower`` is not a number)."""
+    """One device. ``mode``: "ok", "malformed" (Gen1: a /status that is not JSON; Gen2+: a status
+    whose ``switch:0.apower`` is not a number) or "html" (Gen1: a /status that is a web page)."""
 
     def __init__(self, name: str, *, password: str | None = None, mode: str = "ok") -> None:
         data = fixture(name)
@@ -118,6 +118,8 @@ class LoopbackShelly:
             if what == "status":
                 if self.mode == "malformed":
                     return web.Response(text='{"meters": [{"power": 1', content_type="application/json")
+                if self.mode == "html":  # something else answers on that address (a router's page)
+                    return web.Response(text="<html><body>Login</body></html>", content_type="text/html")
                 self._tick()
                 return web.json_response(self.status)
             return web.json_response(self.settings)

@@ -39,6 +39,7 @@ async def test_a_dead_wrong_malformed_or_hanging_device_stays_with_itself() -> N
     locked_gen1 = await LoopbackShelly("gen1_plug_s.json", password=PLUG_PW).start()
     bad_gen1 = await LoopbackShelly("gen1_plug_s.json", mode="malformed").start()
     bad_gen2 = await LoopbackShelly("gen2_plus_plug_s.json", mode="malformed").start()
+    page = await LoopbackShelly("gen1_plug_s.json", mode="html").start()
     hanging = await Hanging().start()
     config = {
         "timeout": 4,
@@ -49,6 +50,7 @@ async def test_a_dead_wrong_malformed_or_hanging_device_stays_with_itself() -> N
             at(locked_gen1, id="locked1", username="admin", password="wrong-password"),
             at(bad_gen1, id="bad1"),
             at(bad_gen2, id="bad2"),
+            at(page, id="page"),
             at(good, id="good", password=PLUG_PW),
         ],
     }
@@ -68,7 +70,7 @@ async def test_a_dead_wrong_malformed_or_hanging_device_stays_with_itself() -> N
             await wait_async(all_failed, what="every other device's failure recorded")
             health = await plugin.get_health()
     finally:
-        for server in (good, locked, locked_gen1, bad_gen1, bad_gen2, hanging):
+        for server in (good, locked, locked_gen1, bad_gen1, bad_gen2, page, hanging):
             await server.stop()
     errors = {name: device["last_error"] for name, device in health["devices"].items()}
     assert "no answer within the timeout" in errors["hangs"]
@@ -77,6 +79,7 @@ async def test_a_dead_wrong_malformed_or_hanging_device_stays_with_itself() -> N
     assert "wrong or missing credentials" in errors["locked1"]
     assert "malformed answer" in errors["bad1"]
     assert "malformed answer: switch:0.apower is 'n/a'" in errors["bad2"]
+    assert "malformed answer: not JSON" in errors["page"]
     assert errors["good"] is None
     assert {m["device_id"] for m in out.metrics} == {"good"}  # nothing of the failed ones was emitted
     text = json.dumps(health)

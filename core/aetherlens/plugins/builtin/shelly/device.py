@@ -16,14 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from aiohttp import ClientError, ClientSession
+from aiohttp import ClientError, ClientSession, ContentTypeError
 from aioshelly.exceptions import (
     DeviceConnectionError,
     DeviceConnectionTimeoutError,
     InvalidAuthError,
-    MacAddressMismatchError,
     RpcCallError,
-    ShellyError,
 )
 
 from aetherlens.plugins.builtin.shelly import readings as rd
@@ -79,19 +77,17 @@ def describe(exc: BaseException) -> str:
         return "wrong or missing credentials: the device refused the username/password (check 'password')"
     if isinstance(exc, TimeoutError | DeviceConnectionTimeoutError):
         return "no answer within the timeout"
-    if isinstance(exc, MacAddressMismatchError):
-        return f"a different device answers at this address ({exc})"
     if isinstance(exc, rd.Malformed):
         return f"malformed answer: {exc}"
     if isinstance(exc, RpcCallError):
         return f"the device refused the call: {exc.code} {exc.message}".rstrip()
+    if isinstance(exc, ContentTypeError):  # answered, but not with JSON (a web page, a proxy's error)
+        return f"malformed answer: not JSON ({exc.message})"
     if isinstance(exc, DeviceConnectionError | ClientError | OSError):
         cause = exc.__cause__ or (exc.args[0] if exc.args else None)
         return f"cannot connect: {cause or exc}"
     if isinstance(exc, ValueError | KeyError | TypeError):  # an answer that is not JSON, or not shaped
         return f"malformed answer: {type(exc).__name__}: {exc}"
-    if isinstance(exc, ShellyError):
-        return f"{type(exc).__name__}: {exc}"
     return f"{type(exc).__name__}: {exc}"
 
 
