@@ -239,8 +239,10 @@ class LoopbackShelly:
         if notify is not None:
             await self.notify(notify)
 
-    async def notify(self, changes: dict[str, Any]) -> None:
-        """The device's NotifyStatus: the changed fields of components, merged into its status too."""
+    async def notify(self, changes: dict[str, Any], ts: float | None = None) -> float:
+        """The device's NotifyStatus: the changed fields of components, merged into its status too.
+        Returns the frame's ``ts`` (the device's measurement time)."""
+        ts = round(time.time(), 2) if ts is None else ts
         for key, fields in changes.items():
             self.status.setdefault(key, {}).update(fields)
         for ws, src in list(self.sockets):
@@ -248,9 +250,10 @@ class LoopbackShelly:
                 "src": self.device_id,
                 "dst": src,
                 "method": "NotifyStatus",
-                "params": {"ts": round(time.time(), 2), **changes},
+                "params": {"ts": ts, **changes},
             }
             await ws.send_json(frame)
+        return ts
 
 
 class Hanging:

@@ -4,7 +4,9 @@ device, switching, discovery, reconnection. (The supervisor and database path: t
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import pytest
 
@@ -146,7 +148,9 @@ async def test_discovery_names_types_and_channels(devices: dict[str, LoopbackShe
     assert found["pro3em"]["type"] == "meter" and found["pro3em_b"]["name"] == "Test Name phase B"
 
 
-async def test_a_closed_websocket_is_reconnected(devices: dict[str, LoopbackShelly]) -> None:
+async def test_a_closed_websocket_is_reconnected_and_pushes_carry_the_device_time(
+    devices: dict[str, LoopbackShelly],
+) -> None:
     pm = devices["2pm"]
     async with running({"devices": [at(pm, password=PM_PW)]}) as (_, out):
         await out.until(lambda: len(out.of("shelly_aabbccddeeff_0", "energy")) == 1, what="the first poll")
@@ -155,5 +159,17 @@ async def test_a_closed_websocket_is_reconnected(devices: dict[str, LoopbackShel
         # Reconnected and polled again at once (the interval is an hour): a second reading arrives.
         await out.until(lambda: len(out.of("shelly_aabbccddeeff_0", "energy")) == 2, what="the reconnection")
         assert pm.requests.count("Shelly.GetDeviceInfo") == 2
-        await pm.notify({"switch:0": {"id": 0, "apower": 12.5}})
+        seen = len(out.metrics)
+        ts = await pm.notify({"switch:0": {"id": 0, "apower": 12.5}})
         await out.until(lambda: 12.5 in out.of("shelly_aabbccddeeff_0", "power"), what="a push after it")
+        pushed = out.metrics[seen:]
+        # Only the component the push changed (switch:0), at the device's own measurement time.
+        assert {m["device_id"] for m in pushed} == {"shelly_aabbccddeeff_0"}
+        times = [datetime.fromisoformat(m["time"]).timestamp() for m in pushed]
+        assert times == [pytest.approx(ts, abs=1e-5)] * len(pushed)
+        # A device clock far from ours is not trusted: the push is stamped on receipt instead.
+        before = time.time()
+        await pm.notify({"switch:0": {"id": 0, "apower": 13.5}}, ts=1_000_000.0)
+        await out.until(lambda: 13.5 in out.of("shelly_aabbccddeeff_0", "power"), what="the second push")
+        late = next(m for m in out.metrics if m["value"] == 13.5 and m["metric_type"] == "power")
+        assert datetime.fromisoformat(late["time"]).timestamp() >= before
