@@ -193,6 +193,14 @@ class Host:
             items = await plugin.collect_metrics()
             plugin._collections += 1
             return [to_wire(item) for item in items]
+        if kind == "collect_costs":
+            report = await plugin.collect_costs()
+            plugin._collections += 1
+            return report.to_wire()
+        if kind == "costs_stored":
+            error = message.get("error")
+            await plugin.costs_stored(bool(message.get("ok")), None if error is None else str(error))
+            return None
         if kind == "export":
             await plugin.export_metrics(list(message.get("metrics") or []))
             return None
