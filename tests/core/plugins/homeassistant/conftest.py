@@ -4,6 +4,7 @@ real supervisor running the ``homeassistant`` plugin in its own process) per tes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import sys
 import time
@@ -27,18 +28,27 @@ from ..conftest import FAST, wait_for  # noqa: TID252 - the plugin tests' superv
 from .harness import HomeAssistant, available
 
 
-@pytest.fixture(scope="module")
-async def ha(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[HomeAssistant]:
+@contextlib.asynccontextmanager
+async def running_ha(
+    tmp_path_factory: pytest.TempPathFactory, commit_interval: int = 0
+) -> AsyncIterator[HomeAssistant]:
+    """A real HA process for the length of the block (the test is skipped where HA is not installed)."""
     reason = available()
     if reason:
         pytest.skip(reason)
-    instance = HomeAssistant(tmp_path_factory.mktemp("ha-source-hass") / "config")
+    instance = HomeAssistant(tmp_path_factory.mktemp("ha-source-hass") / "config", commit_interval)
     await asyncio.to_thread(instance.prepare)
     await instance.start()
     try:
         yield instance
     finally:
         await instance.close()
+
+
+@pytest.fixture(scope="module")
+async def ha(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[HomeAssistant]:
+    async with running_ha(tmp_path_factory) as instance:
+        yield instance
 
 
 @dataclass

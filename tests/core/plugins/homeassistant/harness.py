@@ -53,7 +53,7 @@ auth:
 config:
 recorder:
   db_url: "sqlite:///{dir}/home-assistant_v2.db"
-  commit_interval: 0
+  commit_interval: {commit_interval}
 history:
 input_number:
   grid_power:
@@ -114,8 +114,11 @@ def available() -> str | None:
 class HomeAssistant:
     """One HA instance in ``directory``; ``start``/``stop`` may be called repeatedly (a restart)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, commit_interval: int = 0) -> None:
+        """``commit_interval``: the recorder's, in seconds (HA's default is 5; 0 commits at once, so
+        the history tests need not wait for it)."""
         self.directory = directory
+        self.commit_interval = commit_interval
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = ""
@@ -126,7 +129,7 @@ class HomeAssistant:
     def prepare(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "configuration.yaml").write_text(
-            CONFIGURATION.format(port=self.port, dir=self.directory)
+            CONFIGURATION.format(port=self.port, dir=self.directory, commit_interval=self.commit_interval)
         )
         stub = self.directory / "frontend_stub" / "hass_frontend"
         for folder in ("static", "frontend_latest", "frontend_es5"):
