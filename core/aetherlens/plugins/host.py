@@ -109,6 +109,7 @@ class Host:
         plugin = cls(self.plugin_id, config)
         if message.get("state_dir"):
             plugin.state_dir = Path(str(message["state_dir"]))
+        plugin._notify = self.send
         self.push = bool(message.get("push"))
         problems = plugin.validate_config(config)
         if problems:

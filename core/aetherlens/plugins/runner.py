@@ -22,7 +22,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,6 +144,9 @@ class PluginRunner:
         self.cpu_percent: float | None = None
         self.rss_bytes: int | None = None
         self.health: dict[str, Any] = {}
+        # Called with the instance id when its devices may have changed: after each start of a plugin
+        # with device discovery, and whenever the plugin says so (a devices_changed frame).
+        self.on_devices_changed: Callable[[str], None] | None = None
 
         self._life: asyncio.Task[None] | None = None
         self._stopping = False
@@ -474,6 +477,10 @@ class PluginRunner:
         elif kind == "ready":
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(message)
+            if self.manifest.has("device.discover"):
+                self._devices_changed()
+        elif kind == "devices_changed":
+            self._devices_changed()
         elif kind == "result":
             future = self._pending.get(message.get("id", -1))
             if future is not None and not future.done():
@@ -498,6 +505,10 @@ class PluginRunner:
             self._end("load_error", self.last_error)
         elif kind != "bye":
             self._end("protocol_error", f"unexpected frame type '{kind}'")
+
+    def _devices_changed(self) -> None:
+        if self.on_devices_changed is not None and self.manifest.has("device.discover"):
+            self.on_devices_changed(self.id)
 
     async def _forward_stderr(self, stderr: asyncio.StreamReader) -> None:
         plugin_log = logging.getLogger(f"aetherlens.plugin.{self.id}")

@@ -131,6 +131,8 @@ class BasePlugin:
         self.log = logging.getLogger(f"aetherlens.plugin.{plugin_id}")
         self._started = datetime.now(UTC)
         self._collections = 0
+        # Set by the host: sends a frame to the core (outside a host, devices_changed() does nothing).
+        self._notify: Callable[[dict[str, Any]], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def validate_config(self, config: dict[str, Any]) -> list[str]:
@@ -176,6 +178,14 @@ class BasePlugin:
     async def control_device(self, device_id: str, action: str) -> dict[str, Any]:
         """Switch a device: ``action`` is on, off or toggle; return ``{"state": ...}``."""
         raise NotImplementedError(f"plugin '{self.plugin_id}' cannot control devices")
+
+    def devices_changed(self) -> None:
+        """Tell the core that the devices this plugin knows changed (one added, renamed, moved to another
+        room): the core calls ``discover_devices()`` again and registers what is new, keeping the names
+        and rooms a user set. Cheap and safe to call whenever the list may have changed; the core also
+        asks once after every start of the process."""
+        if self._notify is not None:
+            self._notify({"type": "devices_changed"})
 
     def get_capabilities(self) -> list[str]:
         return list(self.capabilities)

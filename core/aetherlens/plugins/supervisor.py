@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,9 @@ class Supervisor:
         self._stored: dict[str, dict[str, Any]] = {}  # config set through the API (PUT /plugins/{id}/config)
         self._stored_enabled: dict[str, bool] = {}
         self._prepared = False
+        #: called with an instance id when that plugin's devices may have changed (the runtime then
+        #: asks it for them and registers them); None: nobody listens.
+        self.devices_listener: Callable[[str], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def prepare(self) -> None:
@@ -201,9 +204,14 @@ class Supervisor:
             instance_id=instance_id,
             state_dir=state_dir,
         )
+        runner.on_devices_changed = self._devices_changed
         self.runners[instance_id] = runner
         self.problems.pop(instance_id, None)
         return runner
+
+    def _devices_changed(self, instance_id: str) -> None:
+        if self.devices_listener is not None:
+            self.devices_listener(instance_id)
 
     def _instance(self, plugin_id: str) -> DiscoveredPlugin:
         plugin = self.instances.get(plugin_id)

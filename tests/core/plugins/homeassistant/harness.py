@@ -85,6 +85,7 @@ PLUG_VOLTAGE = "sensor.lab_plug_voltage"  # V: not power/energy, not selected by
 HEATER_POWER = "sensor.lab_heater_power"  # kW, device "Lab heater" in area Cellar
 HEATER_ENERGY = "sensor.lab_heater_energy"  # Wh
 PLANT_ENERGY = "sensor.lab_plant_energy"  # MWh, device without area
+KETTLE_POWER = "sensor.lab_kettle_power"  # W, on device "Lab kettle" that lab_meter.add_device adds
 GRID_POWER = "sensor.grid_power"  # template sensor without a device
 OWN_POWER = "sensor.aetherlens_site_power"  # platform aetherlens: always excluded
 OWN_ENERGY = "sensor.aetherlens_site_energy"
@@ -95,6 +96,7 @@ LAB_KEYS = {
     HEATER_POWER: "heater_power",
     HEATER_ENERGY: "heater_energy",
     PLANT_ENERGY: "plant_energy",
+    KETTLE_POWER: "kettle_power",
 }
 
 

@@ -230,7 +230,15 @@ class HomeAssistantPlugin(BasePlugin):
             for warning in warnings:
                 log.warning("%s", warning)
             log.info("tracking %d Home Assistant entities", len(result))
+        before = self._devices()
         self.feed.tracked = result
+        # A device added, renamed or moved in HA while the core runs: the core asks for the devices
+        # again (at the start it asks by itself, once `ready` lets discover_devices answer).
+        if self.ready.is_set() and self._devices() != before:
+            self.devices_changed()
+
+    def _devices(self) -> dict[str, tuple[str, str | None]]:
+        return {item.device_id: (item.device_name, item.room) for item in self.feed.tracked.values()}
 
     # -- devices and health ----------------------------------------------------------------------------
     async def discover_devices(self) -> list[dict[str, Any]]:
