@@ -563,6 +563,10 @@ class PluginRunner:
         while True:
             began = time.monotonic()
             await self._collect_once()
+            # A polled plugin's own health (per-device last success / last error) changes with its
+            # polls: copy it into the status after each one, as _refresh_health does for pushers.
+            if not self.manifest.has("metrics.push") and not await self._health_once():
+                return
             pause = self.poll_interval * (1 + random.uniform(-jitter, jitter))  # noqa: S311
             # Runs never overlap: the next one is scheduled only after this one finished.
             await asyncio.sleep(max(0.0, pause - (time.monotonic() - began)))
@@ -648,15 +652,21 @@ class PluginRunner:
         # A pushing plugin has no polls whose results show it is well: its own health report (counts
         # of messages, malformed payloads, connection state) is what `plugins status` shows instead.
         while True:
-            try:
-                health = await self.request("health")
-            except PluginUnavailable:
+            if not await self._health_once():
                 return
-            except PluginError as exc:
-                self.last_error = exc.message
-            else:
-                self.health = dict(health) if isinstance(health, dict) else {}
             await asyncio.sleep(self.options.health_interval)
+
+    async def _health_once(self) -> bool:
+        """Copy the plugin's ``get_health()`` into ``self.health``; False once the process is gone."""
+        try:
+            health = await self.request("health")
+        except PluginUnavailable:
+            return False
+        except PluginError as exc:
+            self.last_error = exc.message
+        else:
+            self.health = dict(health) if isinstance(health, dict) else {}
+        return True
 
     async def _forward_exports(self) -> None:
         while True:
