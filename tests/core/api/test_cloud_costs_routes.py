@@ -42,6 +42,7 @@ async def test_cloud_costs_filters(make_api: MakeApi) -> None:
             "amount": 0.5,
             "currency": "USD",
             "kind": "actual",
+            "estimated": False,
         }
     ]
     for params, text in [

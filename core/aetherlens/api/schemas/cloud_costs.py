@@ -25,6 +25,9 @@ class CloudCostOut(BaseModel):
     amount: float
     currency: str
     kind: str | None
+    estimated: bool = Field(
+        default=False, description="an actual the provider has not finalised (today so far)"
+    )
 
 
 class CloudCostList(BaseModel):
