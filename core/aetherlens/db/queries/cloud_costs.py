@@ -265,3 +265,59 @@ async def month_summary(
         )
         for r in rows
     ]
+
+
+async def summary_items(
+    db: Queryable,
+    today: dt.date,
+    *,
+    provider: str | None = None,
+    account: str | None = None,
+) -> list[dict[str, Any]]:
+    """``GET /cloud-costs/summary`` items: per account and currency, the month of ``today`` (UTC days).
+
+    ``forecast_month`` = month to date + the forecast rows for the days after today (null without any,
+    except on the month's last day, when nothing is left to forecast); ``budget`` from ``cloud_budgets``
+    when its currency is unset or the account's; an account with a budget and no costs yet is listed with
+    nulls. ``estimated_today`` is the sum of today's actuals the provider marks as estimates."""
+    last_day = (today.replace(day=1) + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+    months = await month_summary(db, today, provider=provider, account=account)
+    budgets = {(b.provider, b.account): b for b in await list_budgets(db, provider=provider, account=account)}
+    items: list[dict[str, Any]] = []
+    for m in months:
+        budget = budgets.get((m.provider, m.account or ""))
+        if m.month_to_date is None:
+            forecast = None
+        elif today == last_day:
+            forecast = m.month_to_date
+        else:
+            forecast = None if m.forecast_rest is None else m.month_to_date + m.forecast_rest
+        items.append(
+            {
+                "provider": m.provider,
+                "account": m.account,
+                "currency": m.currency,
+                "month_to_date": m.month_to_date,
+                "forecast_month": forecast,
+                "budget": budget.amount
+                if budget is not None and budget.currency in (None, m.currency)
+                else None,
+                "estimated_today": m.estimated_today,
+            }
+        )
+    listed = {(m.provider, m.account) for m in months}
+    for (budget_provider, budget_account), budget in budgets.items():
+        if (budget_provider, budget_account) not in listed:
+            items.append(
+                {
+                    "provider": budget_provider,
+                    "account": budget_account,
+                    "currency": budget.currency,
+                    "month_to_date": None,
+                    "forecast_month": None,
+                    "budget": budget.amount,
+                    "estimated_today": None,
+                }
+            )
+    items.sort(key=lambda i: (i["provider"], i["account"] or "", i["currency"] or ""))
+    return items
