@@ -272,3 +272,45 @@ def days(period: dict[str, str]) -> list[dt.date]:
     first = dt.datetime.fromisoformat(period["from"]).date()
     last = dt.datetime.fromisoformat(period["to"]).date()
     return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+@dataclass
+class AppServiceIdentity:
+    """App Service's managed-identity endpoint (IDENTITY_ENDPOINT / IDENTITY_HEADER, api-version
+    2019-08-01), plain HTTP on loopback as App Service serves it to its app."""
+
+    header: str = "identity-header-for-tests"
+    token: str = "managed-identity-access-token"
+    seen: list[dict[str, str]] = field(default_factory=list)
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self.app = web.Application()
+        self.app.router.add_get("/msi/token", self.issue)
+        self.runner = web.AppRunner(self.app)
+
+    async def start(self) -> None:
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/msi/token"
+
+    async def issue(self, request: web.Request) -> web.Response:
+        self.seen.append(
+            dict(request.query) | {"x-identity-header": request.headers.get("X-IDENTITY-HEADER", "")}
+        )
+        if request.headers.get("X-IDENTITY-HEADER") != self.header:
+            return web.json_response({"error": "forbidden"}, status=401)
+        body = load("app_service_identity_token.json") | {
+            "access_token": self.token,
+            "expires_on": str(int(time.time()) + 3600),
+            "resource": request.query.get("resource", ""),
+        }
+        return web.json_response(body)

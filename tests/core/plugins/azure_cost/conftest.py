@@ -43,7 +43,7 @@ def plugin_config(server: AzureServer, **overrides: Any) -> dict[str, Any]:
         "retry_total": 2,
     }
     config.update(overrides)
-    return config
+    return {k: v for k, v in config.items() if v is not None}  # None: leave the key out
 
 
 @pytest.fixture

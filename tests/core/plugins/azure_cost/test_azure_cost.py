@@ -13,7 +13,7 @@ import pytest
 from aetherlens.plugins.builtin.azure_cost import config as configuration
 from aetherlens.plugins.builtin.azure_cost.plugin import plan, spans
 
-from .azure_server import AzureServer, Throttle
+from .azure_server import AppServiceIdentity, AzureServer, Throttle
 from .conftest import NOW, SECRET, SUB_A, SUB_B, UNKNOWN, MakePlugin
 
 MARCH = dt.date(2026, 3, 1)
@@ -246,3 +246,28 @@ def test_config_problems_are_named() -> None:
     assert both and "pick one" in both[0]
     twice = configuration.problems({"subscriptions": [{"id": SUB_A}, {"id": SUB_A.upper()}]})
     assert twice and "twice" in twice[0]
+
+
+@pytest.mark.parametrize("mode", ["managed_identity", "default"])
+async def test_managed_identity_and_the_default_chain(
+    mode: str, make_plugin: MakePlugin, azure: AzureServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    identity = AppServiceIdentity()
+    await identity.start()
+    try:
+        # How App Service hands its managed identity to an app; azure-identity reads these.
+        monkeypatch.setenv("IDENTITY_ENDPOINT", identity.endpoint)
+        monkeypatch.setenv("IDENTITY_HEADER", identity.header)
+        for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "MSI_ENDPOINT"):
+            monkeypatch.delenv(name, raising=False)
+        plugin = await make_plugin(
+            tenant_id=None, client_id=None, client_secret=None, credential=mode, subscriptions=[{"id": SUB_A}]
+        )
+        report = await plugin.collect_costs()
+        assert any(r.kind == "actual" for r in report.records)
+        assert identity.seen and identity.seen[0]["resource"].startswith("https://management.azure.com")
+        assert {s.authorization for s in azure.seen} == {f"Bearer {identity.token}"}
+        assert azure.token_requests == []  # no service-principal token request
+        assert (await plugin.get_health())["credential"] == mode
+    finally:
+        await identity.stop()
