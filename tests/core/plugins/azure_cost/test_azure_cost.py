@@ -12,6 +12,7 @@ import pytest
 
 from aetherlens.plugins.builtin.azure_cost import config as configuration
 from aetherlens.plugins.builtin.azure_cost.plugin import plan, spans
+from aetherlens.plugins.builtin.azure_cost.throttle import requested_wait
 
 from .azure_server import AppServiceIdentity, AzureServer, Throttle
 from .conftest import NOW, SECRET, SUB_A, SUB_B, UNKNOWN, MakePlugin
@@ -129,6 +130,8 @@ async def test_429_longer_than_max_retry_wait_is_reported_not_slept(
     health = (await plugin.get_health())["subscriptions"]
     throttled = [sub for sub, h in health.items() if h["last_error"]]
     assert len(throttled) == 1 and "throttled" in health[throttled[0]]["last_error"]
+    assert "Azure asked to wait 3600 s" in health[throttled[0]]["last_error"]
+    assert len(azure.throttled) == 1  # not retried: the next poll tries again
     # The other subscription was not held up: its costs are in the report.
     other = SUB_B if throttled[0] == SUB_A else SUB_A
     assert {r.account for r in report.records} == {other}
@@ -234,6 +237,19 @@ def test_plan_covers_last_months_open_days_on_the_first() -> None:
         (dt.date(2026, 3, 1), dt.date(2026, 3, 31)),
         (dt.date(2026, 4, 1), dt.date(2026, 4, 20)),
     ]
+
+
+def test_requested_wait_takes_the_longest_of_all_headers() -> None:
+    assert requested_wait({}) is None
+    assert (
+        requested_wait(
+            {"Retry-After": "2", "x-ms-ratelimit-microsoft.costmanagement-entity-retry-after": "7"}
+        )
+        == 7
+    )
+    assert requested_wait({"retry-after-ms": "1500"}) == 1.5
+    assert requested_wait({"x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after": "soon"}) is None
+    assert requested_wait({"Retry-After": "Thu, 01 Jan 1970 00:00:00 GMT"}) == 0.0
 
 
 def test_config_problems_are_named() -> None:

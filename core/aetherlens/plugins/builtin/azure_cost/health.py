@@ -20,6 +20,7 @@ from azure.core.exceptions import (
 )
 
 from .query import AnswerError
+from .throttle import requested_wait
 
 SUBSCRIPTION_IN_URL: Final = re.compile(r"/subscriptions/([0-9a-fA-F-]{36})(?:/|$)")
 HINTS: Final = {
@@ -92,7 +93,9 @@ def describe_error(exc: BaseException) -> str:
         message = error.message if error is not None and error.message else _first_line(exc.message)
         kind = "not found" if isinstance(exc, ResourceNotFoundError) else f"HTTP {exc.status_code}"
         if exc.status_code == 429:
-            kind = "throttled (HTTP 429, the wait Azure asked for exceeds max_retry_wait or retries ran out)"
+            wait = requested_wait(getattr(exc.response, "headers", None) or {})
+            asked = f"Azure asked to wait {wait:g} s" if wait is not None else "no wait given"
+            kind = f"throttled (HTTP 429; {asked}; longer than max_retry_wait, or retries ran out)"
         return _with_hint(f"{kind}: {code}: {message}")
     if isinstance(exc, AnswerError):
         return f"unexpected answer: {exc}"

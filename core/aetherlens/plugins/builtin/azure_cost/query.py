@@ -51,11 +51,15 @@ def scope(subscription: Subscription) -> str:
     return f"subscriptions/{subscription.id}"  # the form the REST examples use
 
 
-def skiptoken(next_link: str) -> str:
-    values = parse_qs(urlsplit(next_link).query).get("$skiptoken")
-    if not values or not values[0]:
-        raise AnswerError(f"nextLink without a $skiptoken: {next_link[:200]}")
-    return values[0]
+def next_page(next_link: str) -> dict[str, str]:
+    """The query parameter that asks for the page ``next_link`` names (``$skiptoken``; ``skiptoken``
+    as some Cost Management links spell it)."""
+    query = parse_qs(urlsplit(next_link).query)
+    for name in ("$skiptoken", "skiptoken"):
+        values = query.get(name)
+        if values and values[0]:
+            return {name: values[0]}
+    raise AnswerError(f"nextLink without a $skiptoken: {next_link[:200]}")
 
 
 def _window(start: date, end: date) -> tuple[datetime, datetime]:
@@ -101,7 +105,7 @@ async def fetch_usage(client: CostManagementClient, sub: Subscription, definitio
         link = _add_page(table, result.properties)
         if not link:
             return table
-        params = {"$skiptoken": skiptoken(link)}
+        params = next_page(link)
     raise AnswerError(f"more than {MAX_PAGES} pages of query results")
 
 
@@ -117,7 +121,7 @@ async def fetch_forecast(
         link = _add_page(table, result.properties)
         if not link:
             return table
-        params = {"$skiptoken": skiptoken(link)}
+        params = next_page(link)
     raise AnswerError(f"more than {MAX_PAGES} pages of forecast results")
 
 
