@@ -28,6 +28,7 @@ from aetherlens.api.stream import StreamHub, publish_written
 from aetherlens.auth.service import AuthService, ensure_admin
 from aetherlens.collect import Collector
 from aetherlens.collect.registry import DeviceRegistry
+from aetherlens.collect.cloud_costs import CostWriter
 from aetherlens.config import Settings
 from aetherlens.costs import service as cost_service
 from aetherlens.costs import store as tariff_store
@@ -94,7 +95,7 @@ class Core:
         self.collector = Collector(self.writer, pool, settings)
         await self.collector.start()
         plugin_settings = await self._prepare_plugins(pool, settings) if self._prepare_plugins else settings
-        self.supervisor = Supervisor(plugin_settings, self.collector, pool=pool)
+        self.supervisor = Supervisor(plugin_settings, self.collector, pool=pool, cost_sink=CostWriter(pool))
         self._discovery = DeviceDiscovery(self.supervisor, self.collector.registry)
         self.supervisor.devices_listener = self._discovery.request
 
