@@ -27,8 +27,8 @@ from aetherlens.api.server import ApiServer
 from aetherlens.api.stream import StreamHub, publish_written
 from aetherlens.auth.service import AuthService, ensure_admin
 from aetherlens.collect import Collector
-from aetherlens.collect.registry import DeviceRegistry
 from aetherlens.collect.cloud_costs import CostWriter
+from aetherlens.collect.registry import DeviceRegistry
 from aetherlens.config import Settings
 from aetherlens.costs import service as cost_service
 from aetherlens.costs import store as tariff_store

@@ -258,6 +258,11 @@ async def test_a_broker_restart_is_ridden_out_without_losing_later_messages(
         )
         await publish([("meter/restart/power", "1")], port=broker.port)
         await wait_until(lambda: len(sink.of("restart")) == 1, what="the first reading")
+        # Acknowledged to the broker only after the core took it: wait for that, or the broker (which
+        # keeps unacknowledged messages across its restart) rightly sends it again.
+        await _wait_async(
+            lambda: _health_has(runner, unacknowledged=0, acknowledged=1), 20, "the acknowledgement"
+        )
         await broker.stop()
         await _wait_async(lambda: _health_has(runner, connected=False), 20, "the plugin to notice")
         await broker.start()
