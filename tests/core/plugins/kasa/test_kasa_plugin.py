@@ -1,7 +1,7 @@
 """The kasa plugin class against loopback devices replaying python-kasa's recorded dumps, through the
-real python-kasa client (legacy XOR transport over TCP): readings in canonical units for both firmware
-styles, strips per outlet, names, dead / hanging / malformed devices, switching errors, discovery and
-its scope."""
+real python-kasa client (legacy XOR transport over TCP, KLAP over HTTP): readings in canonical units for
+both firmware styles, strips per outlet, names, dead / hanging / malformed devices, wrong credentials,
+switching errors, discovery and its scope."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from aetherlens.plugins.builtin.kasa.plugin import KasaPlugin
 from aetherlens.plugins.builtin.kasa.scope import segment_of
 
 from .conftest import HS110, HS300, KP115, KP125, KP303, StartDevice
-from .xorserver import closed_port, load_fixture
+from .klapserver import KlapServer
+from .xorserver import FixtureDevice, closed_port, load_fixture
 
 MakePlugin = Callable[[dict[str, Any]], Awaitable[KasaPlugin]]
 
@@ -234,3 +235,41 @@ async def test_discovery_adds_what_answers_on_the_segment(
     assert health["devices"]["kasa_c006c3000000"]["discovered"] is True
     assert health["discovery"] == {"target": "127.0.0.1", "rounds": 1, "last_error": None}
     assert json.dumps(health)  # health is plain JSON
+
+
+async def test_klap_firmware_needs_the_owner_account_and_wrong_credentials_are_named(
+    make_plugin: MakePlugin, caplog: pytest.LogCaptureFixture
+) -> None:
+    owner, secret, wrong = "owner@example.com", "kasa-owner-secret", "not-the-password"
+    servers = [await KlapServer(FixtureDevice.from_fixture(KP125), owner, secret).start() for _ in range(3)]
+    try:
+        klap = {"host": "127.0.0.1", "username": owner, "transport": "klap"}
+        plugin = await make_plugin(
+            {
+                "devices": [
+                    {**klap, "port": servers[0].port, "id": "desk", "password": secret},
+                    {**klap, "port": servers[1].port, "id": "locked", "password": wrong},
+                    # The plugin-wide account and no transport: python-kasa finds KLAP by itself
+                    # (auto; the legacy probe on this port fails first).
+                    {"host": "127.0.0.1", "port": servers[2].port, "id": "found"},
+                ],
+                "username": owner,
+                "password": secret,
+            }
+        )
+        got = by_device(await plugin.collect_metrics())
+        new = realtime(KP125)
+        for device_id in ("desk", "found"):
+            assert got[device_id]["power"] == (new["power_mw"] / 1000, "W")
+            assert got[device_id]["energy"] == (new["total_wh"] / 1000, "kWh")
+        assert "locked" not in got
+        health = await plugin.get_health()
+        error = health["devices"]["locked"]["last_error"]
+        assert error.startswith("AuthenticationError") and "e-mail and password" in error
+        # The device never accepted the wrong account's handshake (the client stopped after step 1).
+        assert servers[1].handshakes >= 1 and not any(s.verified for s in servers[1].sessions.values())
+        everything = json.dumps(health) + caplog.text + repr(plugin.links)
+        assert secret not in everything and wrong not in everything
+    finally:
+        for server in servers:
+            await server.close()

@@ -39,8 +39,13 @@ class Target:
     discovered: bool = False
 
     @classmethod
-    def from_config(cls, item: dict[str, Any]) -> Target:
-        username = item.get("username")
+    def from_config(cls, item: dict[str, Any], account: dict[str, Any]) -> Target:
+        """``account`` is the plugin-wide ``username``/``password``, used where the item has none."""
+        own = item.get("username") is not None
+        username = item.get("username") if own else account.get("username")
+        password = item.get("password") if own else account.get("password")
+        # Credentials mean newer firmware may be out there: let python-kasa find the transport (it
+        # tries each once; the one that answered is kept). Without them only legacy can work.
         transport = item.get("transport") or ("auto" if username else "legacy")
         return cls(
             host=str(item["host"]),
@@ -48,7 +53,7 @@ class Target:
             device_id=item.get("id"),
             name=item.get("name"),
             username=username,
-            password=item.get("password"),
+            password=password,
             transport=transport,
         )
 

@@ -44,10 +44,10 @@ class KasaPlugin(BasePlugin):
                     f"config key '{prefix}.devices.{index}.host': {item.get('host')!r} is listed twice"
                 )
             seen[key] = index
-            if item.get("transport") == "klap" and not item.get("username"):
+            if item.get("transport") == "klap" and not (item.get("username") or config.get("username")):
                 problems.append(
                     f"config key '{prefix}.devices.{index}.username': the klap transport needs the TP-Link "
-                    "account's username and password"
+                    f"account's username and password (here or in '{prefix}.username')"
                 )
         ids = [item["id"] for item in config.get("devices") or [] if item.get("id")]
         for dup in sorted({i for i in ids if ids.count(i) > 1}):
@@ -73,7 +73,7 @@ class KasaPlugin(BasePlugin):
         self.timeout = float(self.config.get("timeout", 5))
         self.links: dict[str, Link] = {}
         for item in self.config.get("devices") or []:
-            target = Target.from_config(item)
+            target = Target.from_config(item, self.config)
             self.links[target.address] = Link(target)
         discovery = self.config.get("discovery") or {}
         self.segment: Segment | None = None
@@ -217,8 +217,8 @@ class KasaPlugin(BasePlugin):
 
     async def _discover_once(self, discovery: dict[str, Any]) -> None:
         assert self.segment is not None
-        username = discovery.get("username")
-        credentials = Credentials(username, discovery.get("password") or "") if username else None
+        username = self.config.get("username")
+        credentials = Credentials(username, self.config.get("password") or "") if username else None
         port = discovery.get("port")
         wait = self._discovery_wait()
         async with asyncio.timeout(wait + self.timeout + 5):
@@ -239,7 +239,7 @@ class KasaPlugin(BasePlugin):
                 host=host,
                 port=port if port != 9999 else None,
                 username=username,
-                password=discovery.get("password"),
+                password=self.config.get("password"),
                 transport="auto",
                 discovered=True,
             )
