@@ -70,15 +70,16 @@ class Link:
 
     async def refresh(self, timeout: float) -> Device:
         """Connect (first time, or after a failure) or update; on failure drop the connection so the
-        next call reconnects, and re-raise. Bounded by ``timeout`` as a whole (python-kasa retries)."""
+        next call reconnects, and re-raise. The caller bounds the whole call (python-kasa retries on
+        its own); ``timeout`` is what python-kasa gets per request. A timeout reaches this as a
+        cancellation: the caller records it."""
         try:
-            async with asyncio.timeout(timeout):
-                if self.device is None:
-                    self.device = await connect(self.target, timeout, self.params)
-                    self.params = self.device.config.connection_type
-                else:
-                    await self.device.update()
-                self.known_base = base_id(self.device, self.target.device_id)
+            if self.device is None:
+                self.device = await connect(self.target, timeout, self.params)
+                self.params = self.device.config.connection_type
+            else:
+                await self.device.update()
+            self.known_base = base_id(self.device, self.target.device_id)
         except BaseException as exc:
             await self.drop()
             if isinstance(exc, Exception):

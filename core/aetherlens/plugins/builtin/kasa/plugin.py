@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from kasa import Credentials, Device, Discover
@@ -117,8 +117,29 @@ class KasaPlugin(BasePlugin):
         self._collections += 1
         return metrics
 
+    @contextlib.asynccontextmanager
+    async def _hold(self, link: Link) -> AsyncIterator[None]:
+        """One device's turn, waiting for the lock included, within ``timeout``: a poll, a switch or
+        a discovery request then never outlasts the manifest's limit, whatever the device does."""
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                await link.lock.acquire()
+        except TimeoutError as exc:  # busy with a call that has not timed out yet
+            link.health.failed(describe(exc))
+            raise
+        try:
+            async with asyncio.timeout_at(deadline):
+                yield
+        except TimeoutError as exc:
+            await link.drop()  # still under the lock: a late answer must not meet the next request
+            link.health.failed(describe(exc))
+            raise
+        finally:
+            link.lock.release()
+
     async def _read(self, link: Link) -> list[MetricLike]:
-        async with link.lock:
+        async with self._hold(link):
             await link.refresh(self.timeout)
             found: list[MetricLike] = []
             for channel in link.channels():
@@ -142,8 +163,8 @@ class KasaPlugin(BasePlugin):
         ]
 
     async def _contact(self, link: Link) -> None:
-        async with link.lock:
-            with contextlib.suppress(Exception):  # recorded in its health; the others still answer
+        with contextlib.suppress(Exception):  # recorded in its health; the others still answer
+            async with self._hold(link):
                 await link.refresh(self.timeout)
 
     # -- switching -------------------------------------------------------------------------------------
@@ -151,14 +172,13 @@ class KasaPlugin(BasePlugin):
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}: use on, off or toggle")
         link, index = self._find(device_id)
-        async with link.lock:
+        async with self._hold(link):
             # Fresh state first: toggle acts on what the device is, not on the last poll.
             device = await link.refresh(self.timeout)
             socket = self._socket(device, index, device_id)
             turn_on = not socket.is_on if action == "toggle" else action == "on"
             try:
-                async with asyncio.timeout(self.timeout):
-                    await (socket.turn_on() if turn_on else socket.turn_off())
+                await (socket.turn_on() if turn_on else socket.turn_off())
             except Exception as exc:
                 await link.drop()
                 link.health.failed(describe(exc))
