@@ -167,6 +167,13 @@ async def test_dead_hanging_and_malformed_devices_do_not_hold_up_the_others(
     assert health["malformed"]["consecutive_errors"] == 0 and health["hanging"]["consecutive_errors"] == 2
 
 
+async def test_a_poll_where_no_device_answers_is_a_failed_poll(make_plugin: MakePlugin) -> None:
+    dead = closed_port()
+    plugin = await make_plugin({"devices": [local(dead, id="gone")]})
+    with pytest.raises(ConnectionError, match=f"no Kasa device answered: 127.0.0.1:{dead}: "):
+        await plugin.collect_metrics()
+
+
 async def test_switching_refuses_what_is_not_a_plug_or_outlet(
     kasa_device: StartDevice, make_plugin: MakePlugin
 ) -> None:

@@ -105,16 +105,22 @@ class KasaPlugin(BasePlugin):
         links = list(self.links.values())
         results = await asyncio.gather(*(self._read(link) for link in links), return_exceptions=True)
         metrics: list[MetricLike] = []
+        failed: list[str] = []
         for link, result in zip(links, results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, Exception):
                     raise result  # cancellation, MemoryError: not a device's failure
+                failed.append(f"{link.target.address}: {describe(result)}")
                 # Said once when a device goes down (its health keeps the count), not on every poll.
                 level = logging.WARNING if link.health.consecutive_errors == 1 else logging.DEBUG
                 log.log(level, "kasa device %s skipped this poll: %s", link.target.address, describe(result))
                 continue
             metrics.extend(result)
         self._collections += 1
+        if links and len(failed) == len(links):
+            # Nothing answered: a failed poll (counted in `plugins status` with this as last_error),
+            # not an empty success; one device down among others stays in its own health only.
+            raise ConnectionError("no Kasa device answered: " + "; ".join(failed))
         return metrics
 
     @contextlib.asynccontextmanager
