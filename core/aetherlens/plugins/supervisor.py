@@ -153,7 +153,7 @@ class Supervisor:
             configured = self.settings.plugins.get(row.id)
             base = dict(configured.config) if configured else {}
             secrets = plugin_secrets.decrypt(self.settings, row.secrets)
-            self._stored[row.id] = {**base, **row.config, **secrets}
+            self._stored[row.id] = plugin_secrets.merge({**base, **row.config}, secrets)
             self._stored_enabled[row.id] = row.enabled
 
     def _enabled(self, instance_id: str, plugin: DiscoveredPlugin) -> bool:
