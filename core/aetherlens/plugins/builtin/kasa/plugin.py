@@ -255,6 +255,7 @@ class KasaPlugin(BasePlugin):
                 credentials=credentials,
                 timeout=max(1, int(self.timeout)),
             )
+        added = False
         for host, device in found.items():
             if not self.segment.holds(host):
                 # Never poll an address outside the configured segment, whatever answered.
@@ -277,6 +278,10 @@ class KasaPlugin(BasePlugin):
             link = Link(target, device=device, params=device.config.connection_type)
             self.links[target.address] = link
             log.info("discovered a Kasa device at %s (%s)", host, device.model)
+            added = True
+        if added and self.discovered_once.is_set():
+            # Found after the core's first question: it asks again and registers the names.
+            self.devices_changed()
 
     # -- health ----------------------------------------------------------------------------------------
     async def get_health(self) -> dict[str, Any]:
