@@ -124,3 +124,15 @@ class Rejection:
 class SubmitResult:
     accepted: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CostsStored:
+    """What the core stored of one cloud-cost report: upserted records, budgets, and what it refused.
+
+    ``rejected`` holds one reason per refused record or budget (``records[3]: ...``); refused items are
+    malformed and would be refused again, so the rest of the report counts as stored."""
+
+    records: int = 0
+    budgets: int = 0
+    rejected: list[str] = field(default_factory=list)

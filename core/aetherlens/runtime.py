@@ -27,6 +27,8 @@ from aetherlens.api.server import ApiServer
 from aetherlens.api.stream import StreamHub, publish_written
 from aetherlens.auth.service import AuthService, ensure_admin
 from aetherlens.collect import Collector
+from aetherlens.collect.cloud_costs import CostWriter
+from aetherlens.collect.registry import DeviceRegistry
 from aetherlens.config import Settings
 from aetherlens.costs import service as cost_service
 from aetherlens.costs import store as tariff_store
@@ -73,6 +75,7 @@ class Core:
         self.context: ApiContext | None = None
         self._server: ApiServer | None = None
         self._jobs: list[asyncio.Task[None]] = []
+        self._discovery: DeviceDiscovery | None = None
         self._cost_job: CostJob | None = None
         self.alerts: AlertEngine | None = None
 
@@ -92,7 +95,9 @@ class Core:
         self.collector = Collector(self.writer, pool, settings)
         await self.collector.start()
         plugin_settings = await self._prepare_plugins(pool, settings) if self._prepare_plugins else settings
-        self.supervisor = Supervisor(plugin_settings, self.collector, pool=pool)
+        self.supervisor = Supervisor(plugin_settings, self.collector, pool=pool, cost_sink=CostWriter(pool))
+        self._discovery = DeviceDiscovery(self.supervisor, self.collector.registry)
+        self.supervisor.devices_listener = self._discovery.request
 
         self._cost_job = CostJob(meter_device=settings.site.meter_device, capabilities=capabilities)
         stream = StreamHub()
@@ -130,7 +135,6 @@ class Core:
             asyncio.create_task(self._every(ROLLUP_INTERVAL, rollups.run_until_idle), name="rollups"),
             asyncio.create_task(self._every(RETENTION_INTERVAL, retention.run_once), name="retention"),
             asyncio.create_task(self._every(COST_INTERVAL, self._price_new_data), name="costs"),
-            asyncio.create_task(self._register_discovered_devices(), name="discovery"),
         ]
 
         self._server = ApiServer(self.context)
@@ -158,6 +162,8 @@ class Core:
             task.cancel()
         await asyncio.gather(*self._jobs, return_exceptions=True)
         self._jobs = []
+        if self._discovery is not None:
+            await self._discovery.stop()
         steps: list[tuple[str, Callable[[], Awaitable[Any]] | None]] = [
             ("api", self._server.stop if self._server else None),
             ("alerts", self.alerts.stop if self.alerts else None),
@@ -192,25 +198,6 @@ class Core:
         if result.rows and self.context.stream.client_count:
             self.context.stream.publish("costs", await cost_service.summary(conn, self.settings))
 
-    async def _register_discovered_devices(self) -> None:
-        """Ask each plugin that can discover devices for them once; register them with names and types."""
-        assert self.supervisor is not None and self.database is not None and self.collector is not None
-        for plugin_id, runner in list(self.supervisor.runners.items()):
-            if not runner.manifest.has("device.discover"):
-                continue
-            # A plugin answers requests once its process is up; it may be starting, or restarting.
-            for _ in range(DISCOVERY_WAIT_STEPS):
-                if runner.state == "running":
-                    break
-                await asyncio.sleep(0.5)
-            try:
-                found = await self.supervisor.discover_devices(plugin_id)
-            except Exception as exc:  # a plugin's failure is its own; the core carries on
-                log.warning("device discovery of plugin %s failed: %s", plugin_id, exc)
-                continue
-            count = await self.collector.registry.register_discovered(plugin_id, found)
-            log.info("plugin %s discovered %d device(s)", plugin_id, count)
-
     @staticmethod
     def _has_exporters(supervisor: Supervisor) -> bool:
         # Checked before building Metric objects, so a core without export plugins pays nothing per batch.
@@ -225,6 +212,57 @@ class Core:
             except Exception:  # a background job must outlive a failed pass (e.g. a database restart)
                 log.exception("background job failed; retrying in %.0f s", interval)
             await asyncio.sleep(interval)
+
+
+class DeviceDiscovery:
+    """Registers the devices plugins discover (names, types, rooms): after each start of a plugin with
+    device discovery, and again whenever it says its devices changed. One pass per plugin at a time; a
+    request during a pass makes one more pass after it, so a burst of changes costs at most two."""
+
+    def __init__(self, supervisor: Supervisor, registry: DeviceRegistry) -> None:
+        self.supervisor = supervisor
+        self.registry = registry
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+
+    def request(self, plugin_id: str) -> None:
+        if plugin_id in self._running:
+            self._again.add(plugin_id)
+            return
+        self._running[plugin_id] = asyncio.create_task(self._passes(plugin_id), name=f"discovery-{plugin_id}")
+
+    async def stop(self) -> None:
+        tasks = list(self._running.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _passes(self, plugin_id: str) -> None:
+        try:
+            while True:
+                self._again.discard(plugin_id)
+                await self._once(plugin_id)
+                if plugin_id not in self._again:
+                    return
+        finally:
+            self._running.pop(plugin_id, None)
+
+    async def _once(self, plugin_id: str) -> None:
+        runner = self.supervisor.runners.get(plugin_id)
+        if runner is None:
+            return
+        # Asked on the plugin's "ready": it answers requests once the runner counts it as running.
+        for _ in range(DISCOVERY_WAIT_STEPS):
+            if runner.state == "running":
+                break
+            await asyncio.sleep(0.5)
+        try:
+            found = await self.supervisor.discover_devices(plugin_id)
+            count = await self.registry.register_discovered(plugin_id, found)
+        except Exception as exc:  # a plugin's failure is its own; the core carries on
+            log.warning("device discovery of plugin %s failed: %s", plugin_id, exc)
+            return
+        log.info("plugin %s discovered %d device(s)", plugin_id, count)
 
 
 def cost_source(settings: Settings) -> CostSource:

@@ -89,7 +89,9 @@ class CloudBudgetCondition(_Model):
     type: Literal["cloud_budget"]
     provider: str = Field(min_length=1, max_length=100)
     account: str | None = Field(default=None, min_length=1)
-    amount: float = Field(gt=0)
+    # None: the budget configured for the account in its cost plugin (cloud_budgets), all of the
+    # provider's accounts' budgets summed when no account is named.
+    amount: float | None = Field(default=None, gt=0)
     projected: bool = False
 
 

@@ -200,11 +200,17 @@ async def cloud_budget(p: Pass, rule: AlertRule) -> Verdicts:
     first = today.replace(day=1)
     days_in_month = cal.monthrange(today.year, today.month)[1]
     end = first + dt.timedelta(days=days_in_month)
-    rows = [
-        r
-        for r in await cloud_rows.list_cloud_costs(p.conn, provider=provider, start=first, end=end)
-        if account is None or r.account == account
-    ]
+    limit = cond.get("amount")
+    if limit is None:
+        budgets = await cloud_rows.list_budgets(
+            p.conn, provider=provider, account=None if account is None else str(account)
+        )
+        if not budgets:
+            return []  # no budget configured (yet): nothing to compare with
+        limit = sum(b.amount for b in budgets)
+    rows = await cloud_rows.list_cloud_costs(
+        p.conn, provider=provider, account=None if account is None else str(account), start=first, end=end
+    )
     actual = [r for r in rows if r.kind != "forecast"]
     if not actual:
         return []
@@ -216,7 +222,7 @@ async def cloud_budget(p: Pass, rule: AlertRule) -> Verdicts:
         forecast = sum(r.amount for r in rows if r.kind == "forecast" and r.day > last_day)
         # Without forecast rows: the month so far at the same daily rate.
         value = spent + forecast if forecast else spent * days_in_month / ((last_day - first).days + 1)
-    amount = float(cond["amount"])
+    amount = float(limit)
     currency = actual[0].currency
     who = f"{provider}" + (f" account {account}" if account else "")
     what = "is projected to cost" if projected else "has cost"

@@ -109,6 +109,7 @@ class Host:
         plugin = cls(self.plugin_id, config)
         if message.get("state_dir"):
             plugin.state_dir = Path(str(message["state_dir"]))
+        plugin._notify = self.send
         self.push = bool(message.get("push"))
         problems = plugin.validate_config(config)
         if problems:
@@ -193,6 +194,14 @@ class Host:
             items = await plugin.collect_metrics()
             plugin._collections += 1
             return [to_wire(item) for item in items]
+        if kind == "collect_costs":
+            report = await plugin.collect_costs()
+            plugin._collections += 1
+            return report.to_wire()
+        if kind == "costs_stored":
+            error = message.get("error")
+            await plugin.costs_stored(bool(message.get("ok")), None if error is None else str(error))
+            return None
         if kind == "export":
             await plugin.export_metrics(list(message.get("metrics") or []))
             return None

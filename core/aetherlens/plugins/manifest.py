@@ -21,7 +21,9 @@ from aetherlens.models import MAX_MAGNITUDE, METRIC_TYPES, MetricType
 
 MANIFEST_NAME: Final = "plugin.yaml"
 
-Capability = Literal["metrics.collect", "metrics.push", "metrics.export", "device.discover", "device.control"]
+Capability = Literal[
+    "metrics.collect", "metrics.push", "metrics.export", "costs.collect", "device.discover", "device.control"
+]
 
 
 class _Strict(BaseModel):

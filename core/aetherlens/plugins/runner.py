@@ -5,6 +5,11 @@ The runner owns exactly one OS process at a time. Every way a process can go wro
 restart comes within ``restart_initial`` seconds) and doubles for a crash loop up to ``restart_max``.
 A process that ran for ``stable_after`` seconds before dying counts as healthy again.
 
+A cost plugin (capability ``costs.collect``) is polled with ``collect_costs`` every ``poll_interval``;
+its report goes to the cost sink and the plugin is then told ``costs_stored`` (ok or not, with the
+reason), so it stops re-fetching a closed day only once that day is stored. Its health report is
+refreshed after every poll (and every ``health_interval``), since that is where it says what it did.
+
 A pushing plugin (capability ``metrics.push``) sends ``push`` frames whenever it likes (at most
 ``MAX_UNACKED_PUSHES`` unanswered); each is handed to the sink exactly as collected metrics (waiting
 while the write queue is full) and answered with a ``push_ack`` once the sink took it. The pushes of one
@@ -22,7 +27,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +47,7 @@ from aetherlens.plugins.protocol import (
     encode,
     read_frame,
 )
-from aetherlens.plugins.sink import MetricSink
+from aetherlens.plugins.sink import CostSink, MetricSink
 
 log = logging.getLogger("aetherlens.plugins")
 
@@ -107,6 +112,7 @@ class PluginRunner:
         *,
         instance_id: str | None = None,
         state_dir: Path | None = None,
+        cost_sink: CostSink | None = None,
     ) -> None:
         assert plugin.manifest is not None and plugin.entry is not None
         self.plugin = plugin
@@ -118,6 +124,7 @@ class PluginRunner:
         self.config = config
         self.poll_interval = poll_interval
         self.sink = sink
+        self.cost_sink = cost_sink
         self.options = options
         self.memory_limit_mb = memory_limit_mb
         self.cpu_limit_percent = cpu_limit_percent
@@ -140,10 +147,16 @@ class PluginRunner:
         self.exports = 0
         self.exports_dropped = 0
         self.pushes = 0
+        self.cost_records = 0
+        self.cost_rejected = 0
+        self.cost_polls = 0  # cost polls completed: report stored (or not), plugin told, health fresh
         self.next_restart: datetime | None = None
         self.cpu_percent: float | None = None
         self.rss_bytes: int | None = None
         self.health: dict[str, Any] = {}
+        # Called with the instance id when its devices may have changed: after each start of a plugin
+        # with device discovery, and whenever the plugin says so (a devices_changed frame).
+        self.on_devices_changed: Callable[[str], None] | None = None
 
         self._life: asyncio.Task[None] | None = None
         self._stopping = False
@@ -246,6 +259,8 @@ class PluginRunner:
             "metrics_emitted": self.metrics_emitted,
             "metrics_rejected": self.metrics_rejected,
             "pushes": self.pushes,
+            "cost_records": self.cost_records,
+            "cost_rejected": self.cost_rejected,
             "exports": self.exports,
             "exports_dropped": self.exports_dropped,
             "cpu_percent": None if self.cpu_percent is None else round(self.cpu_percent, 1),
@@ -371,11 +386,14 @@ class PluginRunner:
                 self.state = "running"
                 log.info("plugin %s running (pid %s)", self.id, proc.pid, extra={"plugin": self.id})
                 if self.manifest.has("metrics.collect"):
-                    helpers.append(asyncio.create_task(self._schedule()))
+                    helpers.append(asyncio.create_task(self._schedule(self._poll_metrics)))
+                if self.manifest.has("costs.collect"):
+                    helpers.append(asyncio.create_task(self._schedule(self._collect_costs_once)))
                 if self.manifest.has("metrics.export"):
                     helpers.append(asyncio.create_task(self._forward_exports()))
                 if self.manifest.has("metrics.push"):
                     helpers.append(asyncio.create_task(self._take_pushes()))
+                if self.manifest.has("metrics.push") or self.manifest.has("costs.collect"):
                     helpers.append(asyncio.create_task(self._refresh_health()))
             cause, detail = await asyncio.shield(self._ended)
         except asyncio.CancelledError:
@@ -474,6 +492,10 @@ class PluginRunner:
         elif kind == "ready":
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(message)
+            if self.manifest.has("device.discover"):
+                self._devices_changed()
+        elif kind == "devices_changed":
+            self._devices_changed()
         elif kind == "result":
             future = self._pending.get(message.get("id", -1))
             if future is not None and not future.done():
@@ -498,6 +520,10 @@ class PluginRunner:
             self._end("load_error", self.last_error)
         elif kind != "bye":
             self._end("protocol_error", f"unexpected frame type '{kind}'")
+
+    def _devices_changed(self) -> None:
+        if self.on_devices_changed is not None and self.manifest.has("device.discover"):
+            self.on_devices_changed(self.id)
 
     async def _forward_stderr(self, stderr: asyncio.StreamReader) -> None:
         plugin_log = logging.getLogger(f"aetherlens.plugin.{self.id}")
@@ -546,15 +572,21 @@ class PluginRunner:
                 self._end("heartbeat_lost", f"no frame for {silent:.1f} s")
                 return
 
-    async def _schedule(self) -> None:
+    async def _schedule(self, poll: Callable[[], Awaitable[None]]) -> None:
         jitter = self.options.jitter
         await asyncio.sleep(random.uniform(0, jitter * self.poll_interval))  # noqa: S311 - spreading, not security
         while True:
             began = time.monotonic()
-            await self._collect_once()
+            await poll()
             pause = self.poll_interval * (1 + random.uniform(-jitter, jitter))  # noqa: S311
             # Runs never overlap: the next one is scheduled only after this one finished.
             await asyncio.sleep(max(0.0, pause - (time.monotonic() - began)))
+
+    async def _poll_metrics(self) -> None:
+        # A polled plugin's own health (per-device last success / last error) changes with its polls:
+        # copy it into the status after each one.
+        await self._collect_once()
+        await self._update_health()
 
     async def _collect_once(self) -> None:
         try:
@@ -586,6 +618,63 @@ class PluginRunner:
                 self.last_error = (
                     f"{len(result.rejected)} metric(s) rejected, e.g. #{first.index}: {first.reason}"
                 )
+
+    async def _collect_costs_once(self) -> None:
+        """One cost poll: report -> cost sink -> ``costs_stored`` -> fresh health."""
+        try:
+            report = await self.request("collect_costs")
+        except PluginUnavailable:
+            return
+        except PluginError as exc:
+            self.errors += 1
+            self.consecutive_errors += 1
+            self.last_error = exc.message
+            await self._update_health()
+            self.cost_polls += 1
+            return
+        self.collections += 1
+        self.consecutive_errors = 0
+        self.last_success = datetime.now(UTC)
+        ok, error = await self._store_costs(report)
+        with contextlib.suppress(PluginUnavailable):
+            try:
+                await self.request("costs_stored", ok=ok, error=error)
+            except PluginError as exc:
+                self.errors += 1
+                self.last_error = exc.message
+        await self._update_health()
+        self.cost_polls += 1
+
+    async def _store_costs(self, report: Any) -> tuple[bool, str | None]:
+        if self.cost_sink is None:
+            self.errors += 1
+            self.last_error = "no cost store in this core: the report was dropped"
+            return False, self.last_error
+        try:
+            stored = await self.cost_sink.store_costs(report, source=self.id)
+        except Exception as exc:
+            # The store's trouble is not the plugin's: it hears ok=False and fetches those days again.
+            self.errors += 1
+            reason = str(exc) or type(exc).__name__
+            self.last_error = f"storing costs failed: {reason}"
+            log.warning("plugin %s: storing costs failed: %s", self.id, reason, extra={"plugin": self.id})
+            return False, self.last_error
+        self.cost_records += stored.records
+        self.cost_rejected += len(stored.rejected)
+        if stored.rejected:
+            self.last_error = f"{len(stored.rejected)} cost item(s) rejected, e.g. {stored.rejected[0]}"
+            return True, self.last_error
+        return True, None
+
+    async def _update_health(self) -> None:
+        try:
+            health = await self.request("health")
+        except PluginUnavailable:
+            return
+        except PluginError as exc:
+            self.last_error = exc.message
+        else:
+            self.health = dict(health) if isinstance(health, dict) else {}
 
     async def _take_pushes(self) -> None:
         """Submit each pushed batch (concurrently, at most the window) and acknowledge it when taken."""
@@ -635,16 +724,10 @@ class PluginRunner:
 
     async def _refresh_health(self) -> None:
         # A pushing plugin has no polls whose results show it is well: its own health report (counts
-        # of messages, malformed payloads, connection state) is what `plugins status` shows instead.
-        while True:
-            try:
-                health = await self.request("health")
-            except PluginUnavailable:
-                return
-            except PluginError as exc:
-                self.last_error = exc.message
-            else:
-                self.health = dict(health) if isinstance(health, dict) else {}
+        # of messages, malformed payloads, connection state) is what `plugins status` shows instead. A
+        # cost plugin's report (requests left today, last success) changes between its rare polls too.
+        while self.state == "running":
+            await self._update_health()
             await asyncio.sleep(self.options.health_interval)
 
     async def _forward_exports(self) -> None:

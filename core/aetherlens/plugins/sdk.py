@@ -10,6 +10,11 @@ Two ways to deliver metrics: polled (``collect_metrics()`` every ``poll_interval
 the process and calls ``await emit(batch)`` whenever the source has something; ``emit`` returns once
 the core's collector has taken the batch, so a full write queue slows the plugin down instead of
 losing what it was told was taken.
+
+Cloud-cost plugins (capability ``costs.collect``) return ``CostReport``s from ``collect_costs()``
+instead of metrics: daily cost records and the budgets configured per account. The core upserts them
+into ``cloud_costs`` (re-sending a day updates it) and then calls ``costs_stored(ok)`` so the plugin
+learns whether they are safely stored before it stops re-fetching a closed day.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import pathlib
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, ClassVar
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Literal
 
 from aetherlens.models import Metric
 
@@ -37,6 +43,73 @@ class PushResult:
 
 class PushError(Exception):
     """The core could not take a pushed batch (nothing of it is acknowledged: send it again later)."""
+
+
+@dataclass(frozen=True)
+class CostRecord:
+    """One day of one cloud cost line, as the provider reported it (currency kept as reported).
+
+    ``kind`` is ``actual`` for a day's (possibly still growing) spend and ``forecast`` for a predicted
+    day; ``estimated`` marks an actual that is not final yet (today so far, or a day the provider still
+    revises). Records are keyed by (day, provider, account, service, resource_group, region, kind):
+    sending the same key again replaces its amount."""
+
+    day: date
+    provider: str
+    amount: Decimal | float | str
+    currency: str
+    account: str | None = None
+    service: str | None = None
+    resource_group: str | None = None
+    region: str | None = None
+    kind: Literal["actual", "forecast"] = "actual"
+    estimated: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "day": self.day.isoformat(),
+            "provider": self.provider,
+            "account": self.account,
+            "service": self.service,
+            "resource_group": self.resource_group,
+            "region": self.region,
+            "amount": str(self.amount),  # a string: JSON floats would lose the provider's decimals
+            "currency": self.currency,
+            "kind": self.kind,
+            "estimated": self.estimated,
+        }
+
+
+@dataclass(frozen=True)
+class CostBudget:
+    """A monthly budget the user configured for one account (in the account's currency)."""
+
+    provider: str
+    account: str
+    amount: Decimal | float | str
+    currency: str | None = None  # None: the currency the account's records carry
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "account": self.account,
+            "amount": str(self.amount),
+            "currency": self.currency,
+        }
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """What one ``collect_costs()`` returns: records to upsert, and the budgets of the accounts."""
+
+    records: Sequence[CostRecord] = ()
+    budgets: Sequence[CostBudget] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "records": [r.to_wire() for r in self.records],
+            "budgets": [b.to_wire() for b in self.budgets],
+        }
 
 
 type Emit = Callable[[Sequence[MetricLike]], Awaitable[PushResult]]
@@ -58,6 +131,8 @@ class BasePlugin:
         self.log = logging.getLogger(f"aetherlens.plugin.{plugin_id}")
         self._started = datetime.now(UTC)
         self._collections = 0
+        # Set by the host: sends a frame to the core (outside a host, devices_changed() does nothing).
+        self._notify: Callable[[dict[str, Any]], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def validate_config(self, config: dict[str, Any]) -> list[str]:
@@ -83,6 +158,16 @@ class BasePlugin:
         the supervisor restarts the process with backoff."""
         raise NotImplementedError(f"plugin '{self.plugin_id}' declares metrics.push but has no run()")
 
+    async def collect_costs(self) -> CostReport:
+        """Cloud costs (capability ``costs.collect``): called every ``poll_interval`` seconds, never
+        overlapping itself; return the records fetched this time (only what is new or may have changed)."""
+        return CostReport()
+
+    async def costs_stored(self, ok: bool, error: str | None = None) -> None:
+        """Called after the core tried to store the last ``collect_costs()`` report: ``ok`` False means
+        nothing of it was stored (the database is down, say), so whatever the plugin meant to stop
+        fetching must be fetched again next time."""
+
     async def export_metrics(self, metrics: Sequence[dict[str, Any]]) -> None:
         """Receive metrics the core has written (capability ``metrics.export``)."""
 
@@ -93,6 +178,14 @@ class BasePlugin:
     async def control_device(self, device_id: str, action: str) -> dict[str, Any]:
         """Switch a device: ``action`` is on, off or toggle; return ``{"state": ...}``."""
         raise NotImplementedError(f"plugin '{self.plugin_id}' cannot control devices")
+
+    def devices_changed(self) -> None:
+        """Tell the core that the devices this plugin knows changed (one added, renamed, moved to another
+        room): the core calls ``discover_devices()`` again and registers what is new, keeping the names
+        and rooms a user set. Cheap and safe to call whenever the list may have changed; the core also
+        asks once after every start of the process."""
+        if self._notify is not None:
+            self._notify({"type": "devices_changed"})
 
     def get_capabilities(self) -> list[str]:
         return list(self.capabilities)

@@ -1,10 +1,10 @@
 """The plugin supervisor: decides which plugins run, owns their runners, and answers for them.
 
 It validates each enabled plugin's config against its manifest before start, runs one process per
-plugin (``PluginRunner``), forwards written metrics to export plugins, reports status (never config or
-secrets), and — when given a database pool — persists that status to the ``plugins`` table and listens
-on its NOTIFY channel (``db.queries.plugins.NOTIFY_CHANNEL``) for restart requests from
-``aetherlens plugins restart``.
+plugin (``PluginRunner``; metrics go to the sink, cost reports to the cost sink), forwards written
+metrics to export plugins, reports status (never config or secrets), and — when given a database
+pool — persists that status to the ``plugins`` table and listens on its NOTIFY channel
+(``db.queries.plugins.NOTIFY_CHANNEL``) for restart requests from ``aetherlens plugins restart``.
 
 Everything here is keyed by *instance* id: ``plugins.<instance>`` runs the manifest named by its
 ``plugin:`` key (default: the instance id itself), so one plugin can run several times with different
@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from aetherlens.plugins.discovery import DiscoveredPlugin, discover
 from aetherlens.plugins.manifest import MetricDeclaration, validate_config
 from aetherlens.plugins.runner import PluginRunner, PluginUnavailable, SupervisorOptions
 from aetherlens.plugins.sdk import to_wire
-from aetherlens.plugins.sink import MetricSink
+from aetherlens.plugins.sink import CostSink, MetricSink
 
 log = logging.getLogger("aetherlens.plugins")
 
@@ -48,9 +48,11 @@ class Supervisor:
         plugins: dict[str, DiscoveredPlugin] | None = None,
         pool: Any = None,
         options: SupervisorOptions | None = None,
+        cost_sink: CostSink | None = None,
     ) -> None:
         self.settings = settings
         self.sink = sink
+        self.cost_sink = cost_sink  # where cost plugins' reports go (None: they are refused, ok=False)
         self.pool = pool
         self.options = options or SupervisorOptions()
         self._given = plugins
@@ -65,6 +67,9 @@ class Supervisor:
         self._stored: dict[str, dict[str, Any]] = {}  # config set through the API (PUT /plugins/{id}/config)
         self._stored_enabled: dict[str, bool] = {}
         self._prepared = False
+        #: called with an instance id when that plugin's devices may have changed (the runtime then
+        #: asks it for them and registers them); None: nobody listens.
+        self.devices_listener: Callable[[str], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------
     async def prepare(self) -> None:
@@ -148,7 +153,7 @@ class Supervisor:
             configured = self.settings.plugins.get(row.id)
             base = dict(configured.config) if configured else {}
             secrets = plugin_secrets.decrypt(self.settings, row.secrets)
-            self._stored[row.id] = {**base, **row.config, **secrets}
+            self._stored[row.id] = plugin_secrets.merge({**base, **row.config}, secrets)
             self._stored_enabled[row.id] = row.enabled
 
     def _enabled(self, instance_id: str, plugin: DiscoveredPlugin) -> bool:
@@ -200,10 +205,16 @@ class Supervisor:
             cpu_limit_percent=self.options.cpu_limit_percent or options.cpu_limit_percent,
             instance_id=instance_id,
             state_dir=state_dir,
+            cost_sink=self.cost_sink,
         )
+        runner.on_devices_changed = self._devices_changed
         self.runners[instance_id] = runner
         self.problems.pop(instance_id, None)
         return runner
+
+    def _devices_changed(self, instance_id: str) -> None:
+        if self.devices_listener is not None:
+            self.devices_listener(instance_id)
 
     def _instance(self, plugin_id: str) -> DiscoveredPlugin:
         plugin = self.instances.get(plugin_id)

@@ -206,3 +206,30 @@ async def test_a_failing_rule_is_reported_and_the_pass_goes_on(env: Env) -> None
     env.clock.advance(minutes=1)
     await engine.evaluate_scheduled()
     assert engine.status()["failing_rules"] == {}
+
+
+async def test_cloud_budget_without_amount_takes_the_configured_budget(env: Env) -> None:
+    await env.rule(
+        condition={"type": "cloud_budget", "provider": "aws", "account": "123"}, cooldown_seconds=0
+    )
+    engine = await env.engine()
+    for day in range(1, 4):
+        await env.pool.execute(
+            "INSERT INTO cloud_costs (day, provider, account, service, amount, currency, kind)"
+            " VALUES ($1, 'aws', '123', 'EC2', 30, 'USD', 'actual')",
+            dt.date(2026, 6, day),
+        )
+    env.clock.now = dt.datetime(2026, 6, 3, 12, tzinfo=dt.UTC)
+    await engine.evaluate_scheduled()
+    assert env.states() == []  # no budget configured for the account: no verdict
+    await env.pool.execute(
+        "INSERT INTO cloud_budgets (provider, account, amount, source) VALUES ('aws', '123', 100, 'aws_cost')"
+    )
+    env.clock.advance(hours=1)
+    await engine.evaluate_scheduled()
+    assert env.states() == []  # 90 < 100
+    await env.pool.execute("UPDATE cloud_budgets SET amount = 80")  # the user lowered it in the plugin
+    env.clock.advance(hours=1)
+    await engine.evaluate_scheduled()
+    assert env.states() == ["firing"]
+    assert "has cost 90.00 USD this month (budget 80 USD)" in env.published[0]["message"]

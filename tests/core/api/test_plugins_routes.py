@@ -135,6 +135,61 @@ async def test_config_secrets_are_encrypted_and_never_echoed(
     assert (await resp.json())["config"] == {"api_token": "${PROBE_TOKEN}"}
 
 
+async def test_secrets_inside_lists_are_encrypted_masked_and_kept(
+    make_api: MakeApi, supervisor: Supervisor
+) -> None:
+    """A device plugin's per-device password (``devices[].password``, found by its name) and a field
+    its schema marks writeOnly (``devices[].pin``) are secrets like a top-level token."""
+    api = await make_api(ctx={"supervisor": supervisor})
+    admin = bearer(await api.key(["admin"]))
+    config = {
+        "devices": [
+            {"host": "10.0.0.5", "password": SECRET, "pin": "4711-pin"},
+            {"host": "10.0.0.6", "pin": "${PIN_6}"},
+        ]
+    }
+    resp = await api.client.put("/api/v1/plugins/probe/config", json={"config": config}, headers=admin)
+    text = await resp.text()
+    assert resp.status == 200, text
+    assert SECRET not in text and "4711-pin" not in text
+    body = await resp.json()
+    assert body["secrets"] == ["devices[0].password", "devices[0].pin"]
+    assert body["config"]["devices"] == [
+        {"host": "10.0.0.5", "password": "********", "pin": "********"},
+        {"host": "10.0.0.6", "pin": "${PIN_6}"},
+    ]
+    assert supervisor.runners["probe"].config == config  # the plugin gets the real values
+
+    row = await api.pool.fetchrow("SELECT config::text AS config, secrets FROM plugins WHERE id = 'probe'")
+    assert SECRET not in row["config"] and "4711-pin" not in row["config"]
+    assert SECRET.encode() not in row["secrets"] and b"4711-pin" not in row["secrets"]
+
+    # The mask sent back keeps each stored secret at its place; a new value replaces one.
+    echoed = body["config"]
+    echoed["devices"][0]["pin"] = "0000-new"
+    resp = await api.client.put("/api/v1/plugins/probe/config", json={"config": echoed}, headers=admin)
+    assert resp.status == 200, await resp.text()
+    kept = {"devices": [{**config["devices"][0], "pin": "0000-new"}, config["devices"][1]]}
+    assert supervisor.runners["probe"].config == kept
+
+    # A supervisor started later (the core restarting) reads them back from the database.
+    settings = load_settings(
+        env={},
+        data_dir=str(api.settings.data_dir),
+        plugin_options={"directories": [str(FIXTURES)], "allow_unsigned": ["probe", "counter"]},
+        plugins={"probe": {"enabled": True}},
+    )
+    later = Supervisor(
+        settings,
+        MemorySink(),
+        plugins=discover(settings, include_packages=False),
+        pool=api.pool,
+        options=FAST,
+    )
+    await later.prepare()
+    assert later.runners["probe"].config == kept
+
+
 async def test_bad_config_is_400_and_leaves_the_plugin_alone(
     make_api: MakeApi, supervisor: Supervisor
 ) -> None:

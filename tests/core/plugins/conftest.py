@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from aetherlens.collect.cloud_costs import CostWriter
 from aetherlens.collect.collector import Collector
 from aetherlens.config import Settings, load_settings
 from aetherlens.db.database import Database, open_database
@@ -135,7 +136,11 @@ async def core(ingest_dsn: str, tmp_path: Path) -> AsyncIterator[CoreFactory]:
         if before is not None:
             await before(database)
         supervisor = Supervisor(
-            settings, collector, plugins=discover(settings, include_packages=False), options=FAST
+            settings,
+            collector,
+            plugins=discover(settings, include_packages=False),
+            options=FAST,
+            cost_sink=CostWriter(database.pool),
         )
         made.append(Core(database, writer, supervisor))
         # As the runtime does: the types the plugins' manifests declare are known before any submit.

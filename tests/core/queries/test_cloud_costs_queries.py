@@ -43,6 +43,7 @@ async def test_filters_by_provider_and_half_open_day_range(pool: asyncpg.Pool) -
         "amount": 2.0,
         "currency": "EUR",
         "kind": "actual",
+        "estimated": False,
     }
     assert await list_cloud_costs(pool, provider="gcp") == []
 

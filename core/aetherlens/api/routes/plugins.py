@@ -59,7 +59,7 @@ async def _detail(ctx: ApiContext, plugin_id: str) -> dict[str, Any]:
     if row is not None:
         plain = row.config
         names = sorted(box.decrypt(ctx.settings, await q.secrets_blob(ctx.pool, plugin_id)))
-    return {**status, "config": {**plain, **dict.fromkeys(names, box.REDACTED)}, "secrets": names}
+    return {**status, "config": box.merge(plain, dict.fromkeys(names, box.REDACTED)), "secrets": names}
 
 
 @route("GET", "/api/v1/plugins", scope="read", response=PluginList, summary="Plugins and their health")
@@ -126,7 +126,7 @@ async def put_plugin_config(call: Call[None, PluginConfigIn]) -> dict[str, Any]:
     if check_config is not None and plugin_id in discovered:
         # Always against the manifest, also while the plugin is (or is being) disabled: what is stored now
         # is what it starts with when enabled, so a key its schema forbids is a 400 here, not a refusal later.
-        check_config(plugin_id, {**plain, **secrets})
+        check_config(plugin_id, box.merge(plain, secrets))
     if supervisor is not None and plugin_id in discovered:
         if body.enabled is False:
             unload = getattr(supervisor, "unload", None)
@@ -134,7 +134,7 @@ async def put_plugin_config(call: Call[None, PluginConfigIn]) -> dict[str, Any]:
                 await unload(plugin_id)
         else:
             # Validates against the manifest first: a bad config is a 400 and leaves the running plugin alone.
-            await supervisor.reconfigure(plugin_id, {**plain, **secrets})
+            await supervisor.reconfigure(plugin_id, box.merge(plain, secrets))
     await q.set_plugin_config(
         ctx.pool, plugin_id, config=plain, secrets=box.encrypt(ctx.settings, secrets), enabled=body.enabled
     )

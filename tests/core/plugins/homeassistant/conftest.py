@@ -4,6 +4,7 @@ real supervisor running the ``homeassistant`` plugin in its own process) per tes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import sys
 import time
@@ -22,23 +23,33 @@ from aetherlens.db.database import Database, open_database
 from aetherlens.db.writer import Writer
 from aetherlens.plugins.discovery import discover
 from aetherlens.plugins.supervisor import Supervisor
+from aetherlens.runtime import DeviceDiscovery
 
 from ..conftest import FAST, wait_for  # noqa: TID252 - the plugin tests' supervisor timings
 from .harness import HomeAssistant, available
 
 
-@pytest.fixture(scope="module")
-async def ha(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[HomeAssistant]:
+@contextlib.asynccontextmanager
+async def running_ha(
+    tmp_path_factory: pytest.TempPathFactory, commit_interval: int = 0
+) -> AsyncIterator[HomeAssistant]:
+    """A real HA process for the length of the block (the test is skipped where HA is not installed)."""
     reason = available()
     if reason:
         pytest.skip(reason)
-    instance = HomeAssistant(tmp_path_factory.mktemp("ha-source-hass") / "config")
+    instance = HomeAssistant(tmp_path_factory.mktemp("ha-source-hass") / "config", commit_interval)
     await asyncio.to_thread(instance.prepare)
     await instance.start()
     try:
         yield instance
     finally:
         await instance.close()
+
+
+@pytest.fixture(scope="module")
+async def ha(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[HomeAssistant]:
+    async with running_ha(tmp_path_factory) as instance:
+        yield instance
 
 
 @dataclass
@@ -50,6 +61,7 @@ class Core:
     writer: Writer
     collector: Collector
     supervisor: Supervisor
+    discovery: DeviceDiscovery
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -87,6 +99,18 @@ class Core:
                 message = f"timed out waiting for {what}; rows: {rows[-5:]}; plugins: {status}"
                 print(message, file=sys.__stderr__)  # also when a hung teardown hides the report
                 raise AssertionError(message)
+            await asyncio.sleep(0.05)
+
+    async def wait_devices(
+        self, condition: Callable[[dict[str, tuple[str, str | None]]], bool], within: float = 30.0
+    ) -> dict[str, tuple[str, str | None]]:
+        """Wait until the devices table ({id: (name, room)}) satisfies ``condition``."""
+        deadline = time.monotonic() + within
+        while True:
+            stored = {r["id"]: (r["name"], r["room"]) for r in await self.pool.fetch("SELECT * FROM devices")}
+            if condition(stored):
+                return stored
+            assert time.monotonic() < deadline, f"timed out waiting for the devices; they are {stored}"
             await asyncio.sleep(0.05)
 
     async def duplicates(self) -> list[asyncpg.Record]:
@@ -132,13 +156,15 @@ async def core_factory(fresh_database: Any, tmp_path: Path) -> AsyncIterator[Cor
         supervisor = Supervisor(
             settings, collector, plugins=discover(settings, include_packages=False), options=OPTIONS
         )
+        discovery = DeviceDiscovery(supervisor, collector.registry)  # as the runtime wires it
+        supervisor.devices_listener = discovery.request
         await supervisor.start()
         for runner in supervisor.runners.values():
             await wait_for(lambda r=runner: r.state == "running", within=30, what=f"{runner.id} running")
             await wait_for(
                 lambda r=runner: r.health.get("connected") is True, within=30, what=f"{runner.id} connected"
             )
-        core = Core(settings, database, writer, collector, supervisor)
+        core = Core(settings, database, writer, collector, supervisor, discovery)
         started.append(core)
         return core
 
@@ -152,7 +178,7 @@ async def stop_core(core: Core) -> None:
         return
     core._stopped = True  # type: ignore[attr-defined]
     # Each step has a deadline: a hung stop must fail the test run, not hang it.
-    for step in (core.supervisor.stop, core.writer.close, core.database.close):
+    for step in (core.discovery.stop, core.supervisor.stop, core.writer.close, core.database.close):
         try:
             async with asyncio.timeout(30):
                 await step()

@@ -53,7 +53,7 @@ auth:
 config:
 recorder:
   db_url: "sqlite:///{dir}/home-assistant_v2.db"
-  commit_interval: 0
+  commit_interval: {commit_interval}
 history:
 input_number:
   grid_power:
@@ -85,6 +85,7 @@ PLUG_VOLTAGE = "sensor.lab_plug_voltage"  # V: not power/energy, not selected by
 HEATER_POWER = "sensor.lab_heater_power"  # kW, device "Lab heater" in area Cellar
 HEATER_ENERGY = "sensor.lab_heater_energy"  # Wh
 PLANT_ENERGY = "sensor.lab_plant_energy"  # MWh, device without area
+KETTLE_POWER = "sensor.lab_kettle_power"  # W, on device "Lab kettle" that lab_meter.add_device adds
 GRID_POWER = "sensor.grid_power"  # template sensor without a device
 OWN_POWER = "sensor.aetherlens_site_power"  # platform aetherlens: always excluded
 OWN_ENERGY = "sensor.aetherlens_site_energy"
@@ -95,6 +96,7 @@ LAB_KEYS = {
     HEATER_POWER: "heater_power",
     HEATER_ENERGY: "heater_energy",
     PLANT_ENERGY: "plant_energy",
+    KETTLE_POWER: "kettle_power",
 }
 
 
@@ -114,8 +116,11 @@ def available() -> str | None:
 class HomeAssistant:
     """One HA instance in ``directory``; ``start``/``stop`` may be called repeatedly (a restart)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, commit_interval: int = 0) -> None:
+        """``commit_interval``: the recorder's, in seconds (HA's default is 5; 0 commits at once, so
+        the history tests need not wait for it)."""
         self.directory = directory
+        self.commit_interval = commit_interval
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = ""
@@ -126,7 +131,7 @@ class HomeAssistant:
     def prepare(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "configuration.yaml").write_text(
-            CONFIGURATION.format(port=self.port, dir=self.directory)
+            CONFIGURATION.format(port=self.port, dir=self.directory, commit_interval=self.commit_interval)
         )
         stub = self.directory / "frontend_stub" / "hass_frontend"
         for folder in ("static", "frontend_latest", "frontend_es5"):

@@ -13,6 +13,7 @@ from .conftest import CoreFactory, ha_config, ts
 from .harness import (
     HEATER_ENERGY,
     HEATER_POWER,
+    KETTLE_POWER,
     OWN_ENERGY,
     OWN_POWER,
     PLANT_ENERGY,
@@ -101,10 +102,12 @@ async def test_devices_get_names_and_rooms_from_the_registries(
     assert found["solar_plant"]["name"] == "Lab plant"  # the override keeps HA's name
     assert found["ha_grid_power"]["name"] == "Grid power"
     assert not any("aetherlens" in d for d in found)
-    await core.collector.registry.register_discovered("homeassistant", found.values())
-    rows = await core.pool.fetch("SELECT id, name, room FROM devices WHERE id = ANY($1)", [plug, heater])
-    stored = {r["id"]: (r["name"], r["room"]) for r in rows}
-    assert stored == {plug: ("Lab plug", "Workshop"), heater: ("Lab heater", "Cellar")}
+    # The core registers them by itself after the plugin started (DeviceDiscovery, as in the runtime).
+    await core.wait_devices(
+        lambda stored: (
+            stored.get(plug) == ("Lab plug", "Workshop") and stored.get(heater) == ("Lab heater", "Cellar")
+        )
+    )
     state = await ha.set_lab(PLANT_ENERGY, 0.002)
     rows = await core.wait_rows(
         lambda rows: any(r["time"] == ts(state) for r in rows), "solar_plant", "energy"
@@ -131,3 +134,17 @@ async def test_counter_jitter_is_dropped_and_a_reset_reaches_the_cost_engine_as_
     # 10 -> 10.5 -> 11 (+1.0), reset to 0.5 (+0.5), 0.5 -> 1.0 (+0.5); the jitter would have added 10.2.
     assert float(sum(energy.imports[plug].values())) == pytest.approx(2.0)
     assert energy.resets[plug] == 1
+
+
+async def test_a_device_added_in_ha_while_the_core_runs_gets_its_name_and_room(
+    ha: HomeAssistant, core_factory: CoreFactory
+) -> None:
+    core = await core_factory({"homeassistant": {"config": ha_config(ha, backfill_days=0)}})
+    await ha.call("lab_meter", "add_device", {"device": "kettle", "name": "Lab kettle", "area": "Kitchen"})
+    state = await ha.set_lab(KETTLE_POWER, 2200.0)
+    kettle = await ha.device_of(KETTLE_POWER)
+    await core.wait_rows(lambda rows: any(r["time"] == ts(state) for r in rows), kettle, "power")
+    # Its readings may come before the plugin's word that its devices changed, so the device may be
+    # auto-registered first (named by its id); the discovery that follows names it and sets the room.
+    stored = await core.wait_devices(lambda stored: stored.get(kettle) == ("Lab kettle", "Kitchen"))
+    assert stored[kettle] == ("Lab kettle", "Kitchen")

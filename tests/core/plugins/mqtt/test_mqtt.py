@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
 import ssl
 import uuid
 from collections.abc import AsyncIterator
@@ -16,9 +18,11 @@ import aiomqtt
 import pytest
 from dbtest import wait_until
 
+from aetherlens.plugins.discovery import discover
 from aetherlens.plugins.runner import PluginRunner
+from aetherlens.plugins.supervisor import Supervisor
 from aetherlens.plugins.testkit import MemorySink
-from plugins.conftest import make_settings
+from plugins.conftest import FAST, make_settings
 
 from . import payloads
 from .broker import PrivateBroker, make_certificate
@@ -254,6 +258,11 @@ async def test_a_broker_restart_is_ridden_out_without_losing_later_messages(
         )
         await publish([("meter/restart/power", "1")], port=broker.port)
         await wait_until(lambda: len(sink.of("restart")) == 1, what="the first reading")
+        # Acknowledged to the broker only after the core took it: wait for that, or the broker (which
+        # keeps unacknowledged messages across its restart) rightly sends it again.
+        await _wait_async(
+            lambda: _health_has(runner, unacknowledged=0, acknowledged=1), 20, "the acknowledgement"
+        )
         await broker.stop()
         await _wait_async(lambda: _health_has(runner, connected=False), 20, "the plugin to notice")
         await broker.start()
@@ -356,3 +365,62 @@ async def test_config_problems_are_named(start_mqtt: Any, supervisor_factory: An
     detail = runner.last_exit["detail"]
     assert "plugins.mqtt.config.subscriptions[0].topic" in detail
     assert "plugins.mqtt.config.subscriptions[0].device_id" in detail
+
+
+class GatedSink(MemorySink):
+    """A core whose write path is stuck until ``gate`` opens (a full write queue, a slow disk)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def submit(self, batch: Any, *, wait: bool = True, source: str = "plugin") -> Any:
+        await self.gate.wait()
+        return await super().submit(batch, wait=wait, source=source)
+
+
+async def test_a_message_is_acknowledged_only_once_the_core_took_it_so_a_crash_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    broker = PrivateBroker(tmp_path / "broker")
+    await broker.start()
+    sink = GatedSink()
+    config = {
+        "broker": f"mqtt://127.0.0.1:{broker.port}",
+        "subscriptions": [{"topic": "meter/+/power", "device_id": "{2}", "metric_type": "power"}],
+    }
+    sup = Supervisor(
+        make_settings({"mqtt": {"config": config}}, data_dir=tmp_path / "data"),
+        sink,
+        plugins=discover(make_settings({}), include_packages=False),
+        options=FAST,
+    )
+    await sup.start()
+    try:
+        runner = sup.runners["mqtt"]
+        await wait_subscribed(runner)
+        await publish([("meter/crash/power", str(n)) for n in (1, 2, 3)], port=broker.port)
+
+        async def held() -> bool:
+            state = await health(runner)
+            return bool(state["readings"] == 3 and state["unacknowledged"] == 3)
+
+        # The plugin has the three readings and is waiting for the core; the broker still has them.
+        await _wait_async(held, 20, "three readings held, unacknowledged")
+        first_pid = runner.pid
+        assert first_pid is not None
+        os.kill(first_pid, signal.SIGKILL)
+        await wait_until(lambda: runner.pid != first_pid and runner.state == "running", what="a restart")
+        sink.gate.set()
+        # The restarted plugin (same persistent session) gets them again from the broker.
+        await wait_until(lambda: len(sink.of("crash")) >= 3, what="the three readings after the crash")
+        assert sorted(m["value"] for m in sink.of("crash")) == [1.0, 2.0, 3.0]
+
+        async def acknowledged() -> bool:
+            state = await health(runner)
+            return bool(state["unacknowledged"] == 0 and state["acknowledged"] == 3)
+
+        await _wait_async(acknowledged, 20, "the three acknowledged once the core took them")
+    finally:
+        await sup.stop()
+        await broker.stop()

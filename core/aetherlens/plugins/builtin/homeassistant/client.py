@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import aiohttp
@@ -25,6 +26,8 @@ SUPERVISOR_API: Final = "http://supervisor/core/api"
 SUPERVISOR_WS: Final = "ws://supervisor/core/websocket"
 COMMAND_TIMEOUT: Final = 60.0  # a month of history for many entities can take a while to serialise
 MAX_MESSAGE: Final = 64 * 1024 * 1024  # HA answers history and registries in one message
+# An entity id no integration creates: asking the history stream for it costs HA an empty lookup.
+RECORDER_BARRIER_ENTITY: Final = "sensor.aetherlens_recorder_barrier"
 
 
 class HAError(Exception):
@@ -97,6 +100,8 @@ class Connection:
         self.last_id = 0
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self.events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        # Subscriptions whose events one caller consumes itself (not the main event stream).
+        self._listeners: dict[int, asyncio.Queue[dict[str, Any]]] = {}
         self._reader = asyncio.create_task(self._read(), name="ha-ws-reader")
         self.closed = asyncio.Event()
 
@@ -187,19 +192,30 @@ class Connection:
     def _route(self, item: Mapping[str, Any]) -> None:
         kind = item.get("type")
         if kind == "event":
-            self.events.put_nowait(dict(item))
+            listener = self._listeners.get(int(item.get("id", -1)))
+            (listener or self.events).put_nowait(dict(item))
         elif kind == "result":
             future = self._waiting.pop(int(item.get("id", -1)), None)
             if future is not None and not future.done():
                 future.set_result(item)
 
-    async def command(self, kind: str, timeout: float = COMMAND_TIMEOUT, **payload: Any) -> Any:
-        """Send one command; its ``result`` on success, ``CommandFailed`` on an error answer."""
+    async def command(
+        self,
+        kind: str,
+        timeout: float = COMMAND_TIMEOUT,
+        listener: asyncio.Queue[dict[str, Any]] | None = None,
+        **payload: Any,
+    ) -> Any:
+        """Send one command; its ``result`` on success, ``CommandFailed`` on an error answer. With
+        ``listener``, the events of the subscription the command makes go to that queue (registered
+        before sending, so none can slip into the main stream); ``unlisten`` ends that."""
         if self.closed.is_set():
             raise Disconnected("the WebSocket to Home Assistant closed")
         ident = self.last_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[ident] = future
+        if listener is not None:
+            self._listeners[ident] = listener
         try:
             await self._ws.send_json({"id": ident, "type": kind, **payload})
         except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
@@ -215,6 +231,44 @@ class Connection:
             error = answer.get("error") or {}
             raise CommandFailed(kind, str(error.get("code", "?")), str(error.get("message", "")))
         return answer.get("result")
+
+    async def unlisten(self, subscription: int) -> None:
+        """End a subscription made with a ``listener``."""
+        self._listeners.pop(subscription, None)
+        await self.command("unsubscribe_events", subscription=subscription)
+
+    async def wait_for_recorder(self, timeout: float = COMMAND_TIMEOUT) -> bool:
+        """Wait until HA's recorder has committed every state change fired so far; False when that
+        could not be confirmed within ``timeout``.
+
+        HA offers no command for this, but ``history/stream`` does it on its way (its frontend's answer
+        to the same gap): it sends the history it has, waits for the recorder to commit what is queued,
+        then sends what that added. Asked for an entity that never has states, both sends are the empty
+        event, so the second event means the recorder is in step with the state machine."""
+        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # A day back, not "now": HA refuses a start after its own clock, which may run behind ours.
+        start = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+        await self.command(
+            "history/stream",
+            listener=events,
+            start_time=start,
+            entity_ids=[RECORDER_BARRIER_ENTITY],
+            include_start_time_state=False,
+            significant_changes_only=False,
+            minimal_response=True,
+            no_attributes=True,
+        )
+        subscription = self.last_id
+        try:
+            async with asyncio.timeout(timeout):
+                for _ in range(2):
+                    await events.get()
+        except TimeoutError:
+            return False
+        finally:
+            with contextlib.suppress(HAError):
+                await self.unlisten(subscription)
+        return True
 
     async def next_event(self) -> dict[str, Any]:
         """The next subscription event; ``Disconnected`` once the socket closed."""

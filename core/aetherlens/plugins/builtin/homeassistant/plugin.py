@@ -2,8 +2,9 @@
 
 One session = one authenticated WebSocket: load the registries, ``subscribe_entities`` (its first event
 carries every entity's current state, sent by HA in the same step that starts the change stream, so no
-change falls between a REST snapshot and a later subscription), backfill from the recorder up to the
-subscription's start, hand over the initial states, then every change as it comes. When the socket
+change falls between a REST snapshot and a later subscription), wait until the recorder has committed
+what happened before it, backfill from the recorder up to the subscription's start, hand over the
+initial states, then every change as it comes. When the socket
 closes (HA restarting, the Supervisor proxy answering 502), the next session starts after a backoff
 and its backfill fills the gap from the watermarks. Nothing from Home Assistant is imported.
 """
@@ -23,7 +24,13 @@ import aiohttp
 
 from aetherlens.plugins.builtin.homeassistant import mapping
 from aetherlens.plugins.builtin.homeassistant.backfill import Progress, run_backfill
-from aetherlens.plugins.builtin.homeassistant.client import AuthFailed, Connection, Endpoint, HAError
+from aetherlens.plugins.builtin.homeassistant.client import (
+    AuthFailed,
+    CommandFailed,
+    Connection,
+    Endpoint,
+    HAError,
+)
 from aetherlens.plugins.builtin.homeassistant.feed import Feed
 from aetherlens.plugins.builtin.homeassistant.selection import Registries, Selection
 from aetherlens.plugins.builtin.homeassistant.watermarks import WatermarkStore
@@ -124,6 +131,7 @@ class HomeAssistantPlugin(BasePlugin):
         since = time.time()
         self._apply(first.get("event") or {}, feed=None)
         self.ready.set()
+        await self._wait_for_recorder(conn)
         await run_backfill(conn, self.feed, emit, since, self.backfill_days, self.chunk_hours, self.progress)
         # The initial states (newer than the watermarks) after the history they follow.
         for entity_id, compressed in (first.get("event") or {}).get("a", {}).items():
@@ -144,6 +152,18 @@ class HomeAssistantPlugin(BasePlugin):
                 await self._load_registries(conn)
                 self._retrack()
             await self.feed.flush(emit)
+
+    async def _wait_for_recorder(self, conn: Connection) -> None:
+        # The initial states move the watermarks to their time, so a change HA made just before the
+        # subscription but its recorder had not committed yet (HA busy starting, say) would be skipped
+        # for good: the backfill must not read the recorder before it caught up with the subscription.
+        try:
+            synced = await conn.wait_for_recorder()
+        except CommandFailed as exc:  # no history integration: nothing to wait for or to backfill
+            log.warning("cannot wait for the recorder (%s); backfilling from what it has", exc)
+            return
+        if not synced:
+            log.warning("the recorder did not catch up within the wait; the backfill may miss a change")
 
     async def _subscribe_entities(self, conn: Connection) -> int:
         # The subscription's events carry the id of the command that made it.
@@ -210,7 +230,15 @@ class HomeAssistantPlugin(BasePlugin):
             for warning in warnings:
                 log.warning("%s", warning)
             log.info("tracking %d Home Assistant entities", len(result))
+        before = self._devices()
         self.feed.tracked = result
+        # A device added, renamed or moved in HA while the core runs: the core asks for the devices
+        # again (at the start it asks by itself, once `ready` lets discover_devices answer).
+        if self.ready.is_set() and self._devices() != before:
+            self.devices_changed()
+
+    def _devices(self) -> dict[str, tuple[str, str | None]]:
+        return {item.device_id: (item.device_name, item.room) for item in self.feed.tracked.values()}
 
     # -- devices and health ----------------------------------------------------------------------------
     async def discover_devices(self) -> list[dict[str, Any]]:

@@ -3,8 +3,10 @@
 One task keeps the broker connection (reconnecting with backoff: 1 s doubling to ``reconnect_max``)
 and turns messages into metrics; another hands them to the core in batches. The session is
 persistent (``clean_session=False`` with a stable client id), so QoS 1 messages published while the
-plugin is reconnecting wait at the broker instead of being lost. A message that does not fit its
-mapping is counted (``malformed`` in the health) and logged with its topic; it never ends the plugin.
+plugin is reconnecting wait at the broker instead of being lost; and a message is acknowledged to the
+broker only once the core took its readings (``acks``), so a crash loses none either. A message that
+does not fit its mapping is counted (``malformed`` in the health) and logged with its topic; it never
+ends the plugin.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from aetherlens.plugins.builtin.mqtt import discovery, presets
+from aetherlens.plugins.builtin.mqtt import acks, discovery, presets
 from aetherlens.plugins.builtin.mqtt.mapping import (
     Malformed,
     NoValue,
@@ -107,7 +109,8 @@ class MqttPlugin(BasePlugin):
         self.filters = list(dict.fromkeys(self.filters))
         self.sensors: dict[str, discovery.Sensor] = {}  # config topic -> sensor
         self.client_id = self.config.get("client_id") or self._stable_client_id()
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_MAX)
+        self.queue: asyncio.Queue[tuple[dict[str, Any], acks.Delivery]] = asyncio.Queue(QUEUE_MAX)
+        self.acks = acks.AckQueue()
         self.connected = False
         self.subscribed = False
         self.connections = 0
@@ -144,9 +147,10 @@ class MqttPlugin(BasePlugin):
 
     async def _deliver(self, emit: Emit) -> None:
         while True:
-            batch = [await self.queue.get()]
-            while len(batch) < BATCH_MAX and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
+            items = [await self.queue.get()]
+            while len(items) < BATCH_MAX and not self.queue.empty():
+                items.append(self.queue.get_nowait())
+            batch = [metric for metric, _ in items]
             while True:
                 try:
                     result = await emit(batch)  # waits while the core's write queue is full
@@ -156,6 +160,9 @@ class MqttPlugin(BasePlugin):
                     await asyncio.sleep(1.0)
                     continue
                 break
+            # Taken (accepted or rejected for its content, which a resend would not change): the
+            # broker may forget these messages now.
+            self.acks.taken(delivery for _, delivery in items)
             self.delivered += result.accepted
             self.rejected += len(result.rejected)
             for rejection in result.rejected[:3]:
@@ -169,7 +176,7 @@ class MqttPlugin(BasePlugin):
         ceiling = float(self.config.get("reconnect_max") or 60)
         while True:
             try:
-                async with aiomqtt.Client(
+                client = aiomqtt.Client(
                     self.broker.host,
                     self.broker.port,
                     username=self.config.get("username"),
@@ -179,7 +186,10 @@ class MqttPlugin(BasePlugin):
                     keepalive=int(self.config.get("keepalive") or 60),
                     tls_context=self._tls(),
                     logger=self.log,
-                ) as client:
+                )
+                acks.enable(client)
+                self.acks.connected(client)
+                async with client:
                     self.connected = True
                     self.connections += 1
                     delay = 1.0
@@ -207,22 +217,26 @@ class MqttPlugin(BasePlugin):
         payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
         self.messages += 1
         received = time.time()
+        readings: list[Reading] = []
         try:
             readings = await self._readings(client, topic, payload)
         except NoValue:
-            return
+            pass
         except Malformed as exc:
             self._malformed(topic, str(exc), payload)
-            return
         except Exception as exc:  # a mapping bug must not end the plugin: count it like bad input
             self._malformed(topic, f"{type(exc).__name__}: {exc}", payload)
-            return
+        # A message without readings is done at once (in its turn: acknowledgements keep their order).
+        delivery = self.acks.received(client, message, len(readings))
         for reading in readings:
             self.readings += 1
             # Waits when the core is slow (queue full): the broker then holds the rest (QoS 1).
             await self.queue.put(
-                self.metric(
-                    reading.device_id, reading.metric_type, reading.value, reading.unit, time=received
+                (
+                    self.metric(
+                        reading.device_id, reading.metric_type, reading.value, reading.unit, time=received
+                    ),
+                    delivery,
                 )
             )
 
@@ -295,5 +309,7 @@ class MqttPlugin(BasePlugin):
             "discovered_sensors": len(self.sensors),
             "ignored_sensors": len(self.ignored),
             "queued": self.queue.qsize(),
+            "unacknowledged": self.acks.waiting,
+            "acknowledged": self.acks.acknowledged,
             "last_error": self.last_error,
         }

@@ -1,4 +1,5 @@
-"""Sensors on three devices; units chosen to exercise every conversion the plugin does."""
+"""Sensors on three devices; units chosen to exercise every conversion the plugin does. The service
+``lab_meter.add_device`` (``device``, ``name``, ``area``) adds a power sensor on a new device at runtime."""
 
 from __future__ import annotations
 
@@ -54,4 +55,21 @@ async def async_setup_entry(hass: HomeAssistant, entry: ConfigEntry, add: AddEnt
             sensor._attr_native_value = None if raw == "unknown" else raw
         sensor.async_write_ha_state()
 
+    @callback
+    def add_device(call: ServiceCall) -> None:
+        # A device that appears while HA runs (a new plug paired): a power sensor on a new device.
+        key = f"{call.data['device']}_power"
+        SENSORS[key] = (
+            call.data["device"],
+            call.data["name"],
+            call.data.get("area"),
+            "Power",
+            "power",
+            "W",
+            "measurement",
+        )
+        sensors[key] = LabSensor(key)
+        add([sensors[key]])
+
     hass.services.async_register(DOMAIN, "set", set_value)
+    hass.services.async_register(DOMAIN, "add_device", add_device)

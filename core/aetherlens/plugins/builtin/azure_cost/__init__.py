@@ -1,0 +1,1 @@
+"""Azure Cost Management as a cloud-cost source (capability ``costs.collect``)."""
