@@ -9,6 +9,11 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 
 import pytest
+import yaml
+
+from aetherlens import plugin_secrets
+from aetherlens.plugins.builtin.shelly.plugin import ShellyPlugin
+from aetherlens.plugins.discovery import BUILTIN_DIR
 
 from .harness import running, wait_async
 from .loopback import Hanging, LoopbackShelly, closed_port
@@ -173,3 +178,24 @@ async def test_a_closed_websocket_is_reconnected_and_pushes_carry_the_device_tim
         await out.until(lambda: 13.5 in out.of("shelly_aabbccddeeff_0", "power"), what="the second push")
         late = next(m for m in out.metrics if m["value"] == 13.5 and m["metric_type"] == "power")
         assert datetime.fromisoformat(late["time"]).timestamp() >= before
+
+
+def test_device_passwords_are_secrets_and_the_config_is_checked() -> None:
+    manifest = yaml.safe_load((BUILTIN_DIR / "shelly" / "plugin.yaml").read_text())
+    config = {"devices": [{"host": "10.0.0.5", "password": "pw-1"}, {"host": "10.0.0.6"}]}
+    plain, secrets = plugin_secrets.split(config, manifest["config_schema"])
+    assert secrets == {"devices[0].password": "pw-1"} and "pw-1" not in json.dumps(plain)
+    problems = ShellyPlugin("shelly", {}).validate_config(
+        {
+            "devices": [
+                {"host": "10.0.0.5", "id": "a"},
+                {"host": "10.0.0.5", "id": "a"},
+                {"host": "10.0.0.7", "username": "admin"},
+            ]
+        }
+    )
+    assert problems == [
+        "plugins.shelly.config.devices[1].host: 10.0.0.5 is already device 0",
+        "plugins.shelly.config.devices[1].id: 'a' is already used by device 0",
+        "plugins.shelly.config.devices[2].password: a username needs its password",
+    ]
