@@ -199,3 +199,23 @@ def test_device_passwords_are_secrets_and_the_config_is_checked() -> None:
         "plugins.shelly.config.devices[1].id: 'a' is already used by device 0",
         "plugins.shelly.config.devices[2].password: a username needs its password",
     ]
+
+
+async def test_a_device_answering_for_the_first_time_is_announced_once(
+    devices: dict[str, LoopbackShelly],
+) -> None:
+    pm = devices["2pm"]
+    async with running({"devices": [at(pm, password=PM_PW)]}) as (plugin, out):
+        frames: list[dict[str, object]] = []
+        plugin._notify = frames.append  # the host's frame hook (what the SDK's devices_changed() uses)
+        await out.until(lambda: bool(out.of("shelly_aabbccddeeff_1", "energy")), what="the first poll")
+        # Answered before the core asked for the devices: the core is told to ask (again).
+        assert frames == [{"type": "devices_changed"}]
+        assert {d["id"] for d in await plugin.discover_devices()} == {
+            "shelly_aabbccddeeff_0",
+            "shelly_aabbccddeeff_1",
+        }
+        for ws, _ in list(pm.sockets):
+            await ws.close()
+        await out.until(lambda: len(out.of("shelly_aabbccddeeff_1", "energy")) == 2, what="the reconnection")
+        assert frames == [{"type": "devices_changed"}]  # the same channels again: nothing new to tell

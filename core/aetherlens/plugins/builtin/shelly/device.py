@@ -101,13 +101,21 @@ def _iso(epoch: float | None) -> str | None:
 
 class ShellyDevice:
     def __init__(
-        self, spec: DeviceSpec, *, interval: float, timeout: float, sink: Sink, log: logging.Logger
+        self,
+        spec: DeviceSpec,
+        *,
+        interval: float,
+        timeout: float,
+        sink: Sink,
+        log: logging.Logger,
+        on_learned: Callable[[ShellyDevice], None] | None = None,
     ) -> None:
         self.spec = spec
         self.interval = interval
         self.timeout = timeout
         self.sink = sink
         self.log = log
+        self.on_learned = on_learned
         self.endpoint = Endpoint(spec.host, spec.port, spec.username, spec.password)
         self.session: ClientSession | None = None
         self.gen1: Gen1 | None = None
@@ -167,6 +175,8 @@ class ShellyDevice:
                 name = sys_device.get("name") or shelly.get("name")
                 self.device_name = str(name) if name else None
                 self._pushed = {}
+            if self.on_learned is not None:
+                self.on_learned(self)
             self.log.info(
                 "%s: Shelly %s (gen %s, firmware %s) as %s",
                 self.spec.address,
@@ -175,6 +185,13 @@ class ShellyDevice:
                 self.firmware,
                 self.base,
             )
+
+    def ids(self) -> set[str]:
+        """The AetherLens ids of this device, once it has answered (empty before)."""
+        if self.layout is None or self.base is None:
+            return set()
+        found = {self.layout.device_id(self.base, c.key) for c in self.layout.channels}
+        return found | ({self.base} if self.layout.has_total else set())
 
     def _learn(self, info: Mapping[str, Any], model: Any, firmware: Any) -> None:
         mac = str(info.get("mac") or "").replace(":", "").lower()

@@ -54,9 +54,12 @@ class ShellyPlugin(BasePlugin):
                 timeout=timeout,
                 sink=self._sink,
                 log=self.log,
+                on_learned=self._learned,
             )
             for item in self.config["devices"]
         ]
+        self.reported: set[str] = set()  # ids the core has been given by discover_devices()
+        self.discovering = False
         self.delivered = 0
         self.rejected = 0
         self.last_error: str | None = None
@@ -100,14 +103,25 @@ class ShellyPlugin(BasePlugin):
                 )
 
     # -- discovery and control -------------------------------------------------------------------------
+    def _learned(self, device: ShellyDevice) -> None:
+        """A device answered for the first time (or with other channels): have the core ask again, so it
+        registers the device's name and type (one that was down at the start gets them now)."""
+        if not self.discovering and not device.ids() <= self.reported:
+            self.devices_changed()
+
     async def discover_devices(self) -> list[dict[str, Any]]:
-        results = await asyncio.gather(*(d.devices() for d in self.devices), return_exceptions=True)
+        self.discovering = True
+        try:
+            results = await asyncio.gather(*(d.devices() for d in self.devices), return_exceptions=True)
+        finally:
+            self.discovering = False
         found: list[dict[str, Any]] = []
         for device, result in zip(self.devices, results, strict=True):
             if isinstance(result, BaseException):
                 self.log.warning("discovery skipped %s: %s", device.spec.address, result)
                 continue
             found += result
+        self.reported |= {str(d["id"]) for d in found}
         return found
 
     async def control_device(self, device_id: str, action: str) -> dict[str, Any]:
