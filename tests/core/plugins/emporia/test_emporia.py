@@ -8,9 +8,12 @@ writes through the collector into PostgreSQL).
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import socket
 import stat
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +140,11 @@ async def test_readings_reach_the_database_in_watts(
     assert found == pytest.approx(expected)  # the plug without data (usage null) is absent, the rest arrive
     first = api.usage_requests()[0]["query"]
     assert first["deviceGids"].replace("+", " ").split() == ["2345", "3456", "123458"]  # one request for all
+    # The reading's time is the answer's instant (the loopback API answers for the instant asked).
+    when = await c.database.pool.fetchval(
+        "SELECT min(time) FROM metrics WHERE device_id = $1 AND metric_type = 'power'", MAINS
+    )
+    assert when == datetime.fromisoformat(first["instant"])
     status = c.supervisor.runners[PLUGIN].status()
     assert status["restarts"] == 0 and status["last_error"] is None
     report = await health(c.supervisor)
@@ -158,7 +166,9 @@ async def test_a_restart_signs_in_with_the_kept_tokens_not_the_password(
     api: EmporiaApi,
     plugin_dir: Path,
     tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     data_dir = tmp_path / "data"
     for run in (1, 2):
         sup = await supervisor_factory(
@@ -171,7 +181,11 @@ async def test_a_restart_signs_in_with_the_kept_tokens_not_the_password(
     assert cognito.logins("REFRESH_TOKEN_AUTH") >= 2  # the second run signed in with the kept refresh token
     tokens = data_dir / "plugins" / PLUGIN / "state" / "tokens.json"
     assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
-    assert PASSWORD not in tokens.read_text()
+    kept = json.loads(tokens.read_text())
+    assert PASSWORD not in tokens.read_text() and kept["username"] == "you@email.com"
+    logged = caplog.text  # everything both plugin processes wrote to the core's log
+    assert "emporia_loopback" in logged
+    assert PASSWORD not in logged and kept["id_token"] not in logged and kept["refresh_token"] not in logged
 
 
 async def test_refused_credentials_are_reported_and_not_retried_every_poll(
