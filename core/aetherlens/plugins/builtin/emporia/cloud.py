@@ -252,7 +252,7 @@ class _sorted_errors(contextlib.AbstractContextManager[None]):
             raise CloudError(
                 f"{what}: cannot reach Emporia's sign-in service ({type(exc).__name__})"
             ) from None
-        if isinstance(exc, requests.exceptions.JSONDecodeError | ValueError | KeyError | TypeError):
+        if isinstance(exc, ValueError | LookupError | TypeError):
             raise CloudError(
                 f"{what}: malformed answer from the Emporia API ({type(exc).__name__})"
             ) from None

@@ -18,8 +18,9 @@ integration debounces it), and the core would read every such dip as a counter r
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -62,11 +63,12 @@ class EmporiaPlugin(BasePlugin):
     async def setup(self) -> None:
         self.interval = float(self.config.get("request_interval", 60))
         self.state_dir.mkdir(parents=True, exist_ok=True)  # the host made it; a bare unit test may not
+        self.budget = float(self.config.get("timeout", 20))
         self.cloud = EmporiaCloud(
             str(self.config["username"]).strip(),
             str(self.config["password"]),
             self.state_dir / "tokens.json",
-            float(self.config.get("timeout", 20)),
+            self.budget,
         )
         self.channels: dict[str, Channel] = {}
         self.singles: set[int] = set()
@@ -94,7 +96,7 @@ class EmporiaPlugin(BasePlugin):
             return []  # nothing is asked of the cloud before it may be (health says why)
         self.next_request = now + self.interval
         try:
-            metrics = await self._poll()
+            metrics = await self._within_budget(self._poll())
         except LoginFailed as exc:
             self.login_failures += 1
             self.cloud.forget_session()
@@ -115,6 +117,15 @@ class EmporiaPlugin(BasePlugin):
             raise
         self.rate_streak = 0
         return metrics
+
+    async def _within_budget[T](self, work: Coroutine[Any, Any, T]) -> T:
+        # One poll may need sign-in, the device list and the usage: ``timeout`` bounds them together, so
+        # a poll always ends before the manifest's 30 s (past which the supervisor kills the process).
+        try:
+            async with asyncio.timeout(self.budget):
+                return await work
+        except TimeoutError:
+            raise CloudError(f"the Emporia cloud did not finish within {self.budget:g} s") from None
 
     async def _poll(self) -> list[MetricLike]:
         await self._ensure_devices()
@@ -198,7 +209,7 @@ class EmporiaPlugin(BasePlugin):
             raise CloudError(f"not asking the Emporia cloud yet: {self.blocked_why}")
         try:
             self.devices_read = None  # discovery always reads the list afresh
-            await self._ensure_devices()
+            await self._within_budget(self._ensure_devices())
         except LoginFailed as exc:
             self.cloud.forget_session()
             self._failed(str(exc))
