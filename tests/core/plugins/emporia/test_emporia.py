@@ -30,7 +30,7 @@ from aetherlens.plugins.testkit import MemorySink
 from plugins.conftest import CoreFactory, SupervisorFactory
 
 from .conftest import PLUGIN, plugin_config, settings_for
-from .servers import PASSWORD, Answer, Cognito, EmporiaApi, fixture
+from .servers import PASSWORD, USERNAME, Answer, Cognito, EmporiaApi, fixture
 
 MAINS, OVEN, BAR, BALANCE = "emporia_2345_mains", "emporia_2345_1", "emporia_2345_6", "emporia_2345_balance"
 PLUG, DEAD_PLUG = "emporia_123458", "emporia_3456"
@@ -188,6 +188,29 @@ async def test_a_restart_signs_in_with_the_kept_tokens_not_the_password(
     assert PASSWORD not in logged and kept["id_token"] not in logged and kept["refresh_token"] not in logged
 
 
+async def test_revoked_kept_tokens_fall_back_to_the_password(
+    supervisor_factory: SupervisorFactory,
+    sink: MemorySink,
+    cognito: Cognito,
+    api: EmporiaApi,
+    plugin_dir: Path,
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    for run in (1, 2):
+        sup = await supervisor_factory(
+            settings_for(plugin_dir, plugin_config(cognito, api.url), data_dir=data_dir)
+        )
+        await wait_until(lambda: sink.of(PLUG, "power") != [], what=f"run {run}'s readings")
+        if run == 2:
+            assert (await health(sup))["password_logins"] == 1
+        await sup.stop()
+        sink.metrics.clear()
+        # Signed out everywhere (as after a password change): the kept refresh token is revoked.
+        cognito.idp.admin_user_global_sign_out(UserPoolId=cognito.pool_id, Username=USERNAME)
+    assert cognito.logins("USER_SRP_AUTH") == 2  # run 2's kept tokens were refused, the password was used
+
+
 async def test_refused_credentials_are_reported_and_not_retried_every_poll(
     supervisor_factory: SupervisorFactory, cognito: Cognito, api: EmporiaApi, plugin_dir: Path
 ) -> None:
@@ -229,6 +252,22 @@ async def test_a_429_holds_every_request_back_for_its_retry_after(
     assert runner.collections > polls  # polls went on meanwhile, without asking the cloud
     await wait_until(lambda: sink.of(PLUG, "power") != [], what="readings after the wait")
     assert (await health(sup))["rate_limited"] == 1
+
+
+async def test_a_429_without_retry_after_backs_off_at_least_a_minute(
+    supervisor_factory: SupervisorFactory, cognito: Cognito, api: EmporiaApi, plugin_dir: Path
+) -> None:
+    api.usage_answers.append(Answer(429, {}, '{"message": "Too Many Requests"}'))
+    sup = await supervisor_factory(
+        settings_for(plugin_dir, plugin_config(cognito, api.url), poll_interval=0.1)
+    )
+    runner = sup.runners[PLUGIN]
+    await wait_until(lambda: runner.errors >= 1, what="the 429")
+    assert "no Retry-After; next request in 60 s" in (runner.last_error or "")
+    polls = runner.collections
+    await wait_until(lambda: runner.collections >= polls + 5, what="five more polls")
+    assert len(api.usage_requests()) == 1  # none of them asked the cloud
+    assert (await health(sup))["next_request_in"] > 50
 
 
 async def test_malformed_answers_are_errors_and_the_next_good_one_is_read(
