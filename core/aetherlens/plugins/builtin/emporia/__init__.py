@@ -1,0 +1,1 @@
+"""Built-in plugin ``emporia``: Emporia Vue circuits and smart plugs of a cloud account (pyemvue)."""
