@@ -60,8 +60,30 @@ def render(value: Any, base: dt.date | None = None) -> Any:
     return value
 
 
-def fixture(name: str) -> Any:
-    return render(json.loads((FIXTURES / name).read_text()))
+def window_start(closed_after_days: int = 2) -> dt.date:
+    """The first day the plugin asks for on its first poll: this month, and the days not closed yet."""
+    d = today()
+    return min(d.replace(day=1), d - dt.timedelta(days=closed_after_days))
+
+
+def fixture(name: str, *, fill_from: dt.date | None = None) -> Any:
+    """A rendered fixture; ``fill_from`` adds the days before its first one as days without spend, as
+    Cost Explorer answers for every day of the asked range (the fixtures spell out the last three)."""
+    answer = render(json.loads((FIXTURES / name).read_text()))
+    results = answer.get("ResultsByTime")
+    if fill_from is not None and results:
+        first = dt.date.fromisoformat(results[0]["TimePeriod"]["Start"])
+        empty = [
+            {
+                "TimePeriod": {"Start": day.isoformat(), "End": (day + dt.timedelta(days=1)).isoformat()},
+                "Total": {},
+                "Groups": [],
+                "Estimated": False,
+            }
+            for day in (fill_from + dt.timedelta(days=i) for i in range((first - fill_from).days))
+        ]
+        answer["ResultsByTime"] = empty + results
+    return answer
 
 
 def daily_forecast(start: dt.date, end: dt.date) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from aetherlens.plugins.discovery import BUILTIN_DIR
 from aetherlens.plugins.manifest import load_manifest, validate_config
 from aetherlens.plugins.sdk import CostRecord
 
-from .conftest import ACCOUNT, CostExplorerFront, base_config, fixture, month_end, today
+from .conftest import ACCOUNT, CostExplorerFront, base_config, fixture, month_end, today, window_start
 
 MANIFEST = load_manifest(BUILTIN_DIR / "aws_cost")
 
@@ -45,7 +45,7 @@ async def test_grouped_pages_daily_forecast_and_closed_days_never_fetched_again(
     front: CostExplorerFront, tmp_path: Path
 ) -> None:
     await front.inject(
-        fixture("cost_and_usage_service_region_page1.json"),
+        fixture("cost_and_usage_service_region_page1.json", fill_from=window_start()),
         fixture("cost_and_usage_service_region_page2.json"),
     )
     plugin = await make(base_config(front, group_by=["SERVICE", "REGION"], budget=250), tmp_path)
@@ -104,7 +104,9 @@ async def test_grouped_pages_daily_forecast_and_closed_days_never_fetched_again(
 async def test_a_report_the_core_could_not_store_is_fetched_again(
     front: CostExplorerFront, tmp_path: Path
 ) -> None:
-    await front.inject(fixture("cost_and_usage_service_region_page1.json"))  # same request: same answer
+    await front.inject(
+        fixture("cost_and_usage_service_region_page1.json", fill_from=window_start())
+    )  # same request: same answer
     plugin = await make(base_config(front, group_by=["SERVICE", "REGION"]), tmp_path)
     first_report = await plugin.collect_costs()
     assert first_report.records
@@ -151,13 +153,18 @@ async def test_linked_accounts_amortized_cost_and_a_monthly_forecast_spread_over
 async def test_days_without_spend_give_no_records_and_still_close(
     front: CostExplorerFront, tmp_path: Path
 ) -> None:
-    await front.inject(fixture("cost_and_usage_empty_days.json"))
+    await front.inject(fixture("cost_and_usage_empty_days.json", fill_from=window_start()))
     plugin = await make(base_config(front, forecast=False), tmp_path)
     report = await plugin.collect_costs()
     assert report.records == [] and front.counts["GetCostForecast"] == 0
     await plugin.costs_stored(True)
     health = await plugin.get_health()
-    assert health["closed_days"] == 1 and health["records_last_poll"] == 0 and health["last_error"] is None
+    closed = (
+        today() - dt.timedelta(days=2) - window_start()
+    ).days + 1  # the window up to the day before yesterday
+    assert (
+        health["closed_days"] == closed and health["records_last_poll"] == 0 and health["last_error"] is None
+    )
     await plugin.collect_costs()
     assert (
         front.requests("GetCostAndUsage")[-1]["TimePeriod"]["Start"]
@@ -244,7 +251,7 @@ async def test_the_daily_request_budget_is_enforced_and_survives_a_restart(
     front: CostExplorerFront, tmp_path: Path
 ) -> None:
     await front.inject(
-        fixture("cost_and_usage_service_region_page1.json"),
+        fixture("cost_and_usage_service_region_page1.json", fill_from=window_start()),
         fixture("cost_and_usage_service_region_page2.json"),
     )
     config = base_config(front, group_by=["SERVICE", "REGION"], daily_request_budget=1)

@@ -24,7 +24,7 @@ from aetherlens.plugins.testkit import run_plugin
 from aetherlens.runtime import Core
 from plugins.conftest import wait_for
 
-from .conftest import ACCOUNT, CostExplorerFront, base_config, fixture, month_end, today
+from .conftest import ACCOUNT, CostExplorerFront, base_config, fixture, month_end, today, window_start
 
 PLUGIN = BUILTIN_DIR / "aws_cost"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -78,7 +78,7 @@ async def test_end_to_end_into_the_database_out_through_the_api_and_an_outage(
 ) -> None:
     caplog.set_level(logging.DEBUG)  # the loudest the core can be: still no secret in any line
     await front.inject(
-        fixture("cost_and_usage_service_region_page1.json"),
+        fixture("cost_and_usage_service_region_page1.json", fill_from=window_start()),
         fixture("cost_and_usage_service_region_page2.json"),
     )
     dsn = await migrated_database()
