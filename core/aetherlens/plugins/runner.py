@@ -79,9 +79,19 @@ class PluginUnavailable(UnavailableError, PluginError):
     code = "plugin_unavailable"
 
 
+# Cloud SDKs read their credential chain from the environment (and the home folder's config files):
+# a plugin whose manifest asks for one of these permissions gets those variables, no other plugin does.
+CREDENTIAL_ENVIRONMENT: dict[str, tuple[str, ...]] = {
+    "aws_credentials": ("AWS_",),
+    "azure_credentials": ("AZURE_", "IDENTITY_", "MSI_"),
+}
+
+
 def child_environment(permissions: Sequence[str] = ()) -> dict[str, str]:
     """The whole environment a plugin gets: no AETHERLENS_* settings, no database URL, no secrets,
-    except the add-on's ``SUPERVISOR_TOKEN`` for a plugin whose manifest asks for ``supervisor``."""
+    except the add-on's ``SUPERVISOR_TOKEN`` for a plugin whose manifest asks for ``supervisor`` and a
+    cloud SDK's own variables (``AWS_*``, ``AZURE_*``, with ``HOME`` for its config files) for one that
+    asks for ``aws_credentials`` / ``azure_credentials``."""
     env = {
         "PATH": os.defpath,
         "LANG": "C.UTF-8",
@@ -96,6 +106,11 @@ def child_environment(permissions: Sequence[str] = ()) -> dict[str, str]:
             env[name] = os.environ[name]
     if "supervisor" in permissions and "SUPERVISOR_TOKEN" in os.environ:
         env["SUPERVISOR_TOKEN"] = os.environ["SUPERVISOR_TOKEN"]
+    prefixes = tuple(p for perm in permissions for p in CREDENTIAL_ENVIRONMENT.get(perm, ()))
+    if prefixes:
+        env.update({k: v for k, v in os.environ.items() if k.startswith(prefixes)})
+        if "HOME" in os.environ:
+            env["HOME"] = os.environ["HOME"]
     return env
 
 
