@@ -281,6 +281,23 @@ CLOUD_SENSORS: tuple[CloudSensorDescription, ...] = (
             (data.cloud or {})[key].forecast_month if key in (data.cloud or {}) else None
         ),
     ),
+    # The provider's estimate of today so far (it changes until the day closes, so no state class).
+    CloudSensorDescription(
+        key="cloud_today",
+        translation_key="cloud_today",
+        device_class=SensorDeviceClass.MONETARY,
+        suggested_display_precision=2,
+        value_fn=lambda data, key: (
+            (data.cloud or {})[key].estimated_today if key in (data.cloud or {}) else None
+        ),
+    ),
+    CloudSensorDescription(
+        key="cloud_budget",
+        translation_key="cloud_budget",
+        device_class=SensorDeviceClass.MONETARY,
+        suggested_display_precision=2,
+        value_fn=lambda data, key: (data.cloud or {})[key].budget if key in (data.cloud or {}) else None,
+    ),
 )
 
 

@@ -23,6 +23,7 @@ import aiohttp
 import pytest
 from homeassistant.components.recorder import get_instance
 from homeassistant.components.recorder.statistics import statistics_during_period
+from homeassistant.const import STATE_UNKNOWN
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -77,6 +78,7 @@ class RealCore:
     api_key: str
     process: asyncio.subprocess.Process
     log: Path
+    database: str
 
     async def get(self, path: str, **params: str) -> Any:
         async with (
@@ -117,7 +119,7 @@ async def real_core(socket_enabled: None, tmp_path: Path) -> AsyncGenerator[Real
             return found.group(1) if found else None
 
         key = await wait_until("the core's API key on stdout", printed_key, 60)
-        yield RealCore(f"http://127.0.0.1:{port}", key, process, err)
+        yield RealCore(f"http://127.0.0.1:{port}", key, process, err, database)
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGINT)  # a clean stop: the writer drains, the pool closes
@@ -160,6 +162,7 @@ async def test_statistics_equal_the_real_core_history(hass: HomeAssistant, real_
     devices = {c["device_id"] for c in full["changes"]} - {None}
     assert {"sim-h001-rack", "sim-h001-fridge"} <= devices
 
+    await add_cloud_costs(real_core)
     entry = MockConfigEntry(
         domain=DOMAIN,
         unique_id=info["instance_id"],
@@ -169,6 +172,7 @@ async def test_statistics_equal_the_real_core_history(hass: HomeAssistant, real_
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     await check_sensors(hass, entry, real_core, info["instance_id"])
+    await check_cloud_sensors(hass, real_core, info["instance_id"])
 
     # The statistics' backfill started in the background at setup.
     importer: stats.StatisticsImporter = hass.data[stats.DATA_IMPORTERS][entry.entry_id]
@@ -241,6 +245,48 @@ def _state(hass: HomeAssistant, entity_id: str) -> float | str:
         return float(state.state)
     except ValueError:
         return state.state
+
+
+async def add_cloud_costs(core: RealCore) -> None:
+    """What a cost plugin stores (its path into the table is tested in the core's tests): today's
+    estimate, a closed day of this month where there is one, the forecast for the rest, a budget."""
+    today = datetime.now(UTC).date()
+    rows = [(today, "1.25", "actual", True)]
+    if today.day > 1:
+        rows.append((today - timedelta(days=1), "2.50", "actual", False))
+    tomorrow = today + timedelta(days=1)
+    if tomorrow.month == today.month:
+        rows.append((tomorrow, "3.00", "forecast", False))
+    values = ", ".join(
+        f"('{day}', 'aws', '123456789012', 'Amazon EC2', {amount}, 'USD', '{kind}', {estimated})"
+        for day, amount, kind, estimated in rows
+    )
+    await _pg(
+        "psql", "-d", core.database, "-v", "ON_ERROR_STOP=1", "-c",
+        "INSERT INTO cloud_costs (day, provider, account, service, amount, currency, kind, estimated) "
+        f"VALUES {values}; INSERT INTO cloud_budgets (provider, account, amount, currency, source) "
+        "VALUES ('aws', '123456789012', 40, 'USD', 'aws_cost')",
+    )  # fmt: skip
+
+
+async def check_cloud_sensors(hass: HomeAssistant, core: RealCore, instance: str) -> None:
+    """The account's sensors equal the core's /cloud-costs/summary."""
+    (account,) = (await core.get("/cloud-costs/summary"))["items"]
+    assert (account["provider"], account["account"], account["currency"]) == ("aws", "123456789012", "USD")
+    assert account["estimated_today"] == pytest.approx(1.25) and account["budget"] == pytest.approx(40)
+    prefix = f"{instance}_cloud_aws:123456789012"
+    for key, field in (
+        ("cloud_month_to_date", "month_to_date"),
+        ("cloud_today", "estimated_today"),
+        ("cloud_budget", "budget"),
+        ("cloud_forecast", "forecast_month"),
+    ):
+        expected = account[field]
+        got = _state(hass, _entity(hass, f"{prefix}_{key}"))
+        if expected is None:
+            assert got == STATE_UNKNOWN, key
+        else:
+            assert got == pytest.approx(expected, abs=1e-9), key
 
 
 async def check_sensors(hass: HomeAssistant, entry: MockConfigEntry, core: RealCore, instance: str) -> None:

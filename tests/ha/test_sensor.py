@@ -189,6 +189,9 @@ async def test_cloud_accounts(hass: HomeAssistant, entry: MockConfigEntry, core:
     assert aws.attributes[ATTR_UNIT_OF_MEASUREMENT] == "USD"
     assert aws.attributes["last_reset"] == "2026-12-01T00:00:00+00:00"
     assert float(state(hass, "cloud_aws:123456789012_cloud_forecast").state) == 212.5
+    assert float(state(hass, "cloud_aws:123456789012_cloud_today").state) == 1.93
+    assert float(state(hass, "cloud_aws:123456789012_cloud_budget").state) == 250.0
+    assert state(hass, "cloud_azure:sub-home-lab_cloud_budget").state == STATE_UNKNOWN
     azure = state(hass, "cloud_azure:sub-home-lab_cloud_month_to_date")
     assert azure.attributes[ATTR_UNIT_OF_MEASUREMENT] == "EUR"
     assert state(hass, "cloud_azure:sub-home-lab_cloud_forecast").state == STATE_UNKNOWN
