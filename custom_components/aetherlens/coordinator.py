@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -85,8 +85,14 @@ class AetherLensData:
 
     @property
     def month_start(self) -> datetime:
-        """Start of the local calendar month (cloud bills are calendar months)."""
+        """Start of the local calendar month."""
         return self.day_start.replace(day=1)
+
+    @property
+    def cloud_month_start(self) -> datetime:
+        """Start of the month a cloud account's month to date covers: clouds bill UTC days, and the
+        core's summary counts them so (docs/API.md)."""
+        return datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def device_identifier(instance_id: str, device_id: str) -> str:

@@ -414,4 +414,4 @@ class CloudSensor(AetherLensCloudEntity, SensorEntity):
 
     @property
     def last_reset(self) -> datetime | None:
-        return self.coordinator.data.month_start if self.entity_description.month_reset else None
+        return self.coordinator.data.cloud_month_start if self.entity_description.month_reset else None

@@ -187,7 +187,9 @@ async def test_cloud_accounts(hass: HomeAssistant, entry: MockConfigEntry, core:
     aws = state(hass, "cloud_aws:123456789012_cloud_month_to_date")
     assert float(aws.state) == pytest.approx(41.27, rel=1e-12)
     assert aws.attributes[ATTR_UNIT_OF_MEASUREMENT] == "USD"
-    assert aws.attributes["last_reset"] == "2026-12-01T00:00:00+00:00"
+    # Clouds bill UTC days: month to date resets at the first of this month in UTC.
+    month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    assert aws.attributes["last_reset"] == month.isoformat()
     assert float(state(hass, "cloud_aws:123456789012_cloud_forecast").state) == 212.5
     assert float(state(hass, "cloud_aws:123456789012_cloud_today").state) == 1.93
     assert float(state(hass, "cloud_aws:123456789012_cloud_budget").state) == 250.0
