@@ -471,7 +471,10 @@ class PluginRunner:
             await asyncio.wait_for(proc.wait(), self.options.stop_timeout)
         except TimeoutError:
             log.warning("plugin %s ignored shutdown; killing it", self.id, extra={"plugin": self.id})
-        self._end(*cause)
+        # Only this process's run: once it exited, the life loop may already have started the next
+        # process (a requested restart), whose run must not be ended with this one's cause.
+        if self._ended is ended:
+            self._end(*cause)
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)

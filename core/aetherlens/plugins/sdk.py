@@ -19,7 +19,10 @@ learns whether they are safely stored before it stops re-fetching a closed day.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import os
 import pathlib
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,6 +31,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
+from aetherlens.keyfile import fsync_directory
 from aetherlens.models import Metric
 
 MetricLike = Metric | dict[str, Any]
@@ -238,3 +242,33 @@ def to_wire(item: MetricLike) -> dict[str, Any]:
     if item.tags:
         wire["tags"] = item.tags
     return wire
+
+
+def write_state_file(path: pathlib.Path, body: Any) -> None:
+    """Replace ``path`` (in a plugin's ``state_dir``) with ``body`` as JSON, atomically and durably:
+    written and fsynced under a temporary name, renamed, the folder fsynced; after a crash the file is
+    the old one or the new one, never half of either."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w") as handle:
+        json.dump(body, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+    fsync_directory(path.parent)
+
+
+async def emit_until_taken(
+    emit: Emit, batch: Sequence[MetricLike], log: logging.Logger, pause: float = 1.0
+) -> tuple[PushResult, str | None]:
+    """``emit`` one batch again and again until the core takes it (a ``PushError`` means it took
+    nothing of it, so resending repeats nothing), ``pause`` seconds apart. Returns the core's answer and
+    the last refusal (for the plugin's health), or None when the first try was taken."""
+    refusal: str | None = None
+    while True:
+        try:
+            return await emit(batch), refusal
+        except PushError as exc:
+            refusal = f"the core did not take a batch: {exc}"
+            log.warning("%s; retrying", refusal)
+            await asyncio.sleep(pause)

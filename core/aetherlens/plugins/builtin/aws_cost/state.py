@@ -15,12 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
-from aetherlens.keyfile import fsync_directory
+from aetherlens.plugins.sdk import write_state_file
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +79,7 @@ class CostState:
                 "used": self.requests_used,
             },
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w") as handle:
-            json.dump(body, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(self.path)
-        fsync_directory(self.path.parent)
+        write_state_file(self.path, body)
 
     # -- closed days -----------------------------------------------------------------------------------
     def stored(self, closed_days: Iterable[dt.date], today: dt.date, forecast_at: float | None) -> None:

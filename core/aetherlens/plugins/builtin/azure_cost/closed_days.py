@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import date
 from pathlib import Path
 from typing import Final
 
-from aetherlens.keyfile import fsync_directory
+from aetherlens.plugins.sdk import write_state_file
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +57,4 @@ class ClosedDays:
             "version": VERSION,
             "stored_through": {s: d.isoformat() for s, d in sorted(self.stored_through.items())},
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w") as handle:
-            json.dump(body, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(self.path)
-        fsync_directory(self.path.parent)
+        write_state_file(self.path, body)

@@ -35,7 +35,7 @@ from aetherlens.plugins.builtin.mqtt.mapping import (
     matches,
     split_path,
 )
-from aetherlens.plugins.sdk import BasePlugin, Emit, PushError
+from aetherlens.plugins.sdk import BasePlugin, Emit, emit_until_taken
 
 BATCH_MAX: Final = 1000
 QUEUE_MAX: Final = 20_000
@@ -151,15 +151,10 @@ class MqttPlugin(BasePlugin):
             while len(items) < BATCH_MAX and not self.queue.empty():
                 items.append(self.queue.get_nowait())
             batch = [metric for metric, _ in items]
-            while True:
-                try:
-                    result = await emit(batch)  # waits while the core's write queue is full
-                except PushError as exc:
-                    self.last_error = f"the core did not take a batch: {exc}"
-                    self.log.warning("%s; retrying", self.last_error)
-                    await asyncio.sleep(1.0)
-                    continue
-                break
+            # Waits while the core's write queue is full; resends what the core refused.
+            result, refusal = await emit_until_taken(emit, batch, self.log)
+            if refusal is not None:
+                self.last_error = refusal
             # Taken (accepted or rejected for its content, which a resend would not change): the
             # broker may forget these messages now.
             self.acks.taken(delivery for _, delivery in items)

@@ -14,7 +14,7 @@ import asyncio
 from typing import Any, Final
 
 from aetherlens.plugins.builtin.shelly.device import ACTIONS, DeviceSpec, Sample, ShellyDevice
-from aetherlens.plugins.sdk import BasePlugin, Emit, PushError
+from aetherlens.plugins.sdk import BasePlugin, Emit, emit_until_taken
 
 BATCH_MAX: Final = 1000
 QUEUE_MAX: Final = 20_000
@@ -85,15 +85,10 @@ class ShellyPlugin(BasePlugin):
             batch = [await self.queue.get()]
             while len(batch) < BATCH_MAX and not self.queue.empty():
                 batch.append(self.queue.get_nowait())
-            while True:
-                try:
-                    result = await emit(batch)
-                except PushError as exc:
-                    self.last_error = f"the core did not take a batch: {exc}"
-                    self.log.warning("%s; retrying", self.last_error)
-                    await asyncio.sleep(1.0)
-                    continue
-                break
+            # Waits while the core's write queue is full; resends what the core refused.
+            result, refusal = await emit_until_taken(emit, batch, self.log)
+            if refusal is not None:
+                self.last_error = refusal
             self.delivered += result.accepted
             self.rejected += len(result.rejected)
             for rejection in result.rejected[:3]:
