@@ -51,6 +51,8 @@ from aetherlens.plugins.sink import CostSink, MetricSink
 
 log = logging.getLogger("aetherlens.plugins")
 
+FIRST_POLL_SPREAD = 5.0  # seconds: the most a plugin's first poll waits after its process started
+
 _CORE_ROOT = str(Path(aetherlens.__file__).resolve().parent.parent)
 
 
@@ -592,7 +594,10 @@ class PluginRunner:
 
     async def _schedule(self, poll: Callable[[], Awaitable[None]]) -> None:
         jitter = self.options.jitter
-        await asyncio.sleep(random.uniform(0, jitter * self.poll_interval))  # noqa: S311 - spreading, not security
+        # Spread the first polls of many plugins a little, but never by minutes: a cloud plugin polled
+        # hourly would otherwise show nothing for up to 6 minutes after it was enabled.
+        first = min(jitter * self.poll_interval, FIRST_POLL_SPREAD)
+        await asyncio.sleep(random.uniform(0, first))  # noqa: S311 - spreading, not security
         while True:
             began = time.monotonic()
             await poll()
