@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 from api.conftest import ApiTestServer, api_settings
 
@@ -19,11 +20,12 @@ from aetherlens.auth.service import ensure_admin
 from aetherlens.collect.cloud_costs import CostWriter
 from aetherlens.db.pool import create_pool
 from aetherlens.plugins.discovery import discover
+from aetherlens.plugins.runner import child_environment
 from aetherlens.plugins.supervisor import Supervisor
 from aetherlens.plugins.testkit import MemorySink
 from plugins.conftest import FAST, make_settings, wait_for
 
-from .azure_server import AzureServer
+from .azure_server import AppServiceIdentity, AzureServer
 from .conftest import SECRET, SUB_A, SUB_B, plugin_config
 
 
@@ -105,3 +107,43 @@ async def test_costs_reach_the_api_and_closed_days_are_not_asked_again(
     finally:
         await client.close()
         await pool.close()
+
+
+async def test_a_managed_identity_in_the_cores_environment_reaches_the_plugin_process(
+    azure: AzureServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The manifest's permission azure_credentials hands the core's AZURE_* / IDENTITY_* / MSI_*
+    variables (App Service, Container Apps, Arc) to this plugin's process only."""
+    identity = AppServiceIdentity()
+    await identity.start()
+    monkeypatch.setenv("IDENTITY_ENDPOINT", identity.endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", identity.header)
+    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "MSI_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    config = plugin_config(
+        azure,
+        tenant_id=None,
+        client_id=None,
+        client_secret=None,
+        credential="managed_identity",
+        subscriptions=[{"id": SUB_A}],
+    )
+    sink = MemorySink()
+    settings = make_settings({"azure_cost": {"config": config}}, data_dir=tmp_path / "data")
+    supervisor = Supervisor(
+        settings, sink, plugins=discover(settings, include_packages=False), options=FAST, cost_sink=sink
+    )
+    await supervisor.start()
+    try:
+        runner = supervisor.runners["azure_cost"]
+        await wait_for(lambda: runner.cost_polls >= 1, within=30, what="a cost poll")
+        assert sink.costs, runner.last_error
+    finally:
+        await supervisor.stop()
+        await identity.stop()
+    assert identity.seen, "the plugin process never asked the identity endpoint"
+    assert {s.authorization for s in azure.seen} == {f"Bearer {identity.token}"}
+    assert azure.token_requests == []
+    # Another plugin's process does not get them.
+    assert "IDENTITY_ENDPOINT" not in child_environment(["network"])
+    assert child_environment(["network", "azure_credentials"])["IDENTITY_ENDPOINT"] == identity.endpoint
