@@ -206,5 +206,6 @@ def base_config(front: CostExplorerFront, **extra: Any) -> dict[str, Any]:
         "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
         "endpoint_url": front.url,
         "throttle_backoff": 0.01,
+        "pace": False,  # these tests poll back to back at any hour; the pacing test turns it on
         **extra,
     }

@@ -277,6 +277,32 @@ async def test_the_daily_request_budget_is_enforced_and_survives_a_restart(
     assert front.ce_requests == 1 and (await restarted.get_health())["requests_left_today"] == 0
 
 
+async def test_the_budget_is_spread_over_the_day_instead_of_spent_by_the_afternoon(
+    front: CostExplorerFront, tmp_path: Path
+) -> None:
+    await front.inject(
+        fixture("cost_and_usage_service_region_page1.json", fill_from=window_start()),
+        fixture("cost_and_usage_service_region_page2.json"),
+    )
+    config = base_config(front, pace=True, daily_request_budget=24, group_by=["SERVICE", "REGION"])
+    plugin = await make(config, tmp_path)
+    one_am = dt.datetime.now(dt.UTC).replace(hour=1, minute=0, second=0, microsecond=0)
+    plugin.clock = lambda: one_am  # 1/24 of the day gone: a share of 1 request, plus the burst of 2
+    first = await plugin.collect_costs()  # two usage pages and the forecast
+    assert first.records and front.ce_requests == 3
+    await plugin.costs_stored(True)
+
+    deferred = await plugin.collect_costs()  # a fourth request at 01:00 runs ahead of the spread
+    assert not deferred.records and front.ce_requests == 3
+    health = await plugin.get_health()
+    assert health["polls_deferred"] == 1 and "deferred" in health["note"], health
+    assert health["requests_left_today"] == 21
+
+    plugin.clock = lambda: one_am + dt.timedelta(hours=2)  # a share of 3 by 03:00, plus the burst
+    await plugin.collect_costs()
+    assert front.ce_requests > 3 and (await plugin.get_health())["polls_deferred"] == 1
+
+
 def test_manifest_marks_credentials_write_only_and_bad_combinations_are_named() -> None:
     properties = MANIFEST.config_schema["properties"]
     for key in ("access_key_id", "secret_access_key", "session_token", "external_id"):

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from aetherlens.plugins.builtin.aws_cost.client import (
@@ -36,6 +37,7 @@ from aetherlens.plugins.sdk import BasePlugin, CostBudget, CostRecord, CostRepor
 log = logging.getLogger(__name__)
 
 PROVIDER: Final = "aws"
+PACE_BURST: Final = 2  # requests a poll may use ahead of the day's even share (usage + forecast)
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -93,6 +95,9 @@ class AwsCostPlugin(BasePlugin):
         self.last_error: str | None = None
         self.last_store_error: str | None = None
         self.note: str | None = None  # why the last poll did less than usual (skipped, no forecast)
+        self.pace: bool = bool(c.get("pace", True))
+        self.paced = 0
+        self.clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
     # -- one poll --------------------------------------------------------------------------------------
     async def collect_costs(self) -> CostReport:
@@ -106,6 +111,13 @@ class AwsCostPlugin(BasePlugin):
             self.last_error = str(exc)
             raise
         budgets = [CostBudget(PROVIDER, account, self.budget)] if self.budget is not None else []
+        if self._ahead_of_pace():
+            self.paced += 1
+            self.note = (
+                f"poll deferred: {self.state.used_today} of {self.state.budget} requests used today, ahead "
+                "of an even spread over the UTC day (pace: false polls until the budget is used up)"
+            )
+            return CostReport(budgets=budgets)
         if self.state.left_today <= 0:
             self.skipped += 1
             self.note = (
@@ -163,6 +175,7 @@ class AwsCostPlugin(BasePlugin):
             "requests_left_today": self.state.left_today,
             "polls": self.polls,
             "polls_skipped": self.skipped,
+            "polls_deferred": self.paced,
             "records_last_poll": self.records_last,
             "closed_days": len(self.state.closed),
             "last_success": _iso(self.last_success),
@@ -176,6 +189,18 @@ class AwsCostPlugin(BasePlugin):
         }
 
     # -- parts -----------------------------------------------------------------------------------------
+    def _ahead_of_pace(self) -> bool:
+        """True when one more request now would run ahead of the day's budget spread evenly over the
+        UTC day (plus a burst of PACE_BURST for a poll's usage pages and forecast). Hourly polls against
+        the default budget of 20 then skip about one poll in four, all day, instead of all polls after
+        the afternoon."""
+        if not self.pace:
+            return False
+        now = self.clock()
+        elapsed = (now - now.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds()
+        share = self.state.budget * elapsed / 86400
+        return self.state.used_today + 1 > share + PACE_BURST
+
     async def _account(self) -> str:
         if self.state.account is None:
             self.state.account = await asyncio.to_thread(self.explorer.caller_account)
