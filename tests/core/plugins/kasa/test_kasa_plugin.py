@@ -244,6 +244,23 @@ async def test_discovery_adds_what_answers_on_the_segment(
     assert json.dumps(health)  # health is plain JSON
 
 
+async def test_a_device_a_later_round_finds_is_announced_to_the_core(
+    kasa_device: StartDevice, make_plugin: MakePlugin
+) -> None:
+    found = await kasa_device(KP115)  # not answering discovery yet: the first round finds nothing
+    discovery = {"enabled": True, "target": "127.0.0.1", "port": found.port, "wait": 1}
+    plugin = await make_plugin({"discovery": discovery})
+    frames: list[dict[str, Any]] = []
+    plugin._notify = frames.append  # what the host sends to the core as frames
+    await plugin.discovered_once.wait()
+    assert frames == [] and (await plugin.discover_devices()) == []
+
+    await found.start_discovery()  # the plug is switched on
+    await plugin._discover_once(plugin.config["discovery"])  # the next round (every `interval` s)
+    assert frames == [{"type": "devices_changed"}]  # the core then asks for the devices again
+    assert {d["id"] for d in await plugin.discover_devices()} == {"kasa_c006c3000000"}
+
+
 async def test_klap_firmware_needs_the_owner_account_and_wrong_credentials_are_named(
     make_plugin: MakePlugin, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -160,7 +160,9 @@ class KasaPlugin(BasePlugin):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._discovery_wait() + 1):
                 await self.discovered_once.wait()
-        silent = [link for link in self.links.values() if link.device is None]
+        # Not heard from yet: never connected, or found by discovery and not read since (its
+        # channels and names are known only after a first update).
+        silent = [link for link in self.links.values() if link.device is None or link.known_base is None]
         await asyncio.gather(*(self._contact(link) for link in silent))
         return [
             {"id": channel.device_id, "name": channel.name, "type": "plug"}
