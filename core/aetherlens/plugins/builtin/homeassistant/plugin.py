@@ -141,16 +141,19 @@ class HomeAssistantPlugin(BasePlugin):
         await self.feed.flush(emit)
         while True:
             events = [await conn.next_event(), *conn.pending_events()]
-            reload = False
+            reloaded = False
             for event in events:
                 if event.get("id") == entities_id:
                     self._apply(event.get("event") or {}, feed=self.feed)
-                else:
-                    reload = True
+                elif not reloaded:
+                    # A registry change (a device paired, renamed, moved) comes before the states of
+                    # its entities: reload at once, so the states after it in this burst already map
+                    # to their device. One reload serves the whole burst, as it reads HA's registries
+                    # as they are now, newer than every event received.
+                    await self._load_registries(conn)
+                    self._retrack()
+                    reloaded = True
             self.last_event = time.time()
-            if reload:
-                await self._load_registries(conn)
-                self._retrack()
             await self.feed.flush(emit)
 
     async def _wait_for_recorder(self, conn: Connection) -> None:
