@@ -258,6 +258,17 @@ class HomeAssistant:
         assert answer.get("success"), answer
         return str(answer["result"])
 
+    async def ws_command(self, kind: str, **payload: Any) -> Any:
+        """One WebSocket command with the test user's token; its result (the command must succeed)."""
+        async with self.session.ws_connect(f"{self.url}/api/websocket") as ws:
+            await ws.receive_json()  # auth_required
+            await ws.send_json({"type": "auth", "access_token": self.token})
+            assert (await ws.receive_json())["type"] == "auth_ok"
+            await ws.send_json({"id": 1, "type": kind, **payload})
+            answer = await ws.receive_json()
+        assert answer.get("success"), answer
+        return answer.get("result")
+
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}

@@ -59,6 +59,62 @@ async def test_backfill_brings_the_recorders_history_in(ha: HomeAssistant, core_
     assert health["backfill"]["readings"] >= 3, health
 
 
+async def test_long_term_statistics_reach_back_beyond_the_recorders_states(
+    ha: HomeAssistant, core_factory: CoreFactory
+) -> None:
+    """An energy counter's hourly statistics from before the recorder's oldest state (HA purges states
+    after 10 days, statistics never) come in as hourly readings; imported here as HA's own importer
+    writes them (source recorder, the entity's statistic id)."""
+    plug = await ha.device_of(PLUG_ENERGY)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=20)
+    values = [100.0, 100.5, 101.25, 101.25, 102.0]
+    stats = [
+        {"start": (hour + timedelta(hours=i)).isoformat(), "state": v, "sum": v - values[0]}
+        for i, v in enumerate(values)
+    ]
+    await ha.ws_command(
+        "recorder/import_statistics",
+        metadata={
+            "has_mean": False,
+            "has_sum": True,
+            "name": None,
+            "source": "recorder",
+            "statistic_id": PLUG_ENERGY,
+            "unit_of_measurement": "kWh",
+        },
+        stats=stats,
+    )
+
+    async def imported() -> bool:
+        answer = await ha.ws_command(
+            "recorder/statistics_during_period",
+            start_time=hour.isoformat(),
+            end_time=(hour + timedelta(hours=6)).isoformat(),
+            statistic_ids=[PLUG_ENERGY],
+            period="hour",
+            types=["state"],
+        )
+        return len(answer.get(PLUG_ENERGY, [])) == len(values)
+
+    deadline = time.monotonic() + 30
+    while not await imported():
+        assert time.monotonic() < deadline, "HA never stored the imported statistics"
+        await asyncio.sleep(0.1)
+    recent = await ha.set_lab(PLUG_ENERGY, 150.0)  # a recorder state, long after the statistics
+
+    core = await core_factory({"homeassistant": {"config": ha_config(ha, backfill_days=30)}})
+    ends = [hour + timedelta(hours=i + 1) for i in range(len(values))]  # a row's reading: its hour's end
+    rows = await core.wait_rows(
+        lambda rows: set(ends) | {ts(recent)} <= {r["time"] for r in rows}, plug, "energy", what="statistics"
+    )
+    got = {r["time"]: r["value"] for r in rows}
+    assert [got[t] for t in ends] == values
+    assert got[ts(recent)] == 150.0
+    assert await core.duplicates() == []
+    health = core.supervisor.runners["homeassistant"].health
+    assert health["backfill"]["statistics_read"] >= len(values), health
+
+
 async def test_ha_restart_and_core_restart_lose_nothing_and_repeat_nothing(
     ha: HomeAssistant, core_factory: CoreFactory
 ) -> None:

@@ -7,6 +7,13 @@ live subscription started, with the WebSocket command ``history/history_during_p
 made-up reading at the window's start). Windows of ``chunk_hours`` keep each answer bounded; after each
 window the readings are handed to the core and the watermarks saved, so an interrupted backfill resumes
 where it stopped. Anything the live stream also delivers is dropped by the watermark.
+
+The recorder keeps states for ``purge_keep_days`` (10 by default); HA's long-term statistics keep an
+hourly row per sensor for ever. So for an energy counter new to this instance, the hours between
+``backfill_days`` back and its oldest recorded state are read from ``recorder/statistics_during_period``
+(the counter's ``state`` at the end of each hour, in kWh): costs then start from the user's past even
+with ``backfill_days: 365``. Power has no such exact form (an hourly mean is not a reading), so it
+starts with the recorder's states.
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aetherlens.plugins.builtin.homeassistant.client import Connection
+from aetherlens.plugins.builtin.homeassistant.client import CommandFailed, Connection
 from aetherlens.plugins.builtin.homeassistant.feed import Feed
 from aetherlens.plugins.sdk import Emit
 
 log = logging.getLogger(__name__)
+
+STATISTICS_CHUNK = 31 * 86400.0  # seconds of hourly statistics asked for at once
 
 
 @dataclass
@@ -34,6 +43,7 @@ class Progress:
     windows_total: int = 0
     states_read: int = 0
     readings: int = 0
+    statistics_read: int = 0
     started: float | None = None
     finished: float | None = None
     oldest: float | None = None
@@ -48,6 +58,7 @@ class Progress:
             "windows_total": self.windows_total,
             "states_read": self.states_read,
             "readings": self.readings,
+            "statistics_read": self.statistics_read,
             "from": iso(self.oldest),
             "started": iso(self.started),
             "finished": iso(self.finished),
@@ -104,9 +115,12 @@ async def run_backfill(
         if start < until:
             starts[entity_id] = start
     windows = plan(starts, until, chunk_hours * 3600)
+    # Counters never handed over before: what the recorder's states do not reach comes from statistics.
+    new_counters = {e for e in starts if feed.mark(e) is None and feed.tracked[e].counter}
+    first_state: dict[str, float] = {}
     progress.state, progress.started, progress.finished = "running", time.time(), None
     progress.windows_done, progress.windows_total = 0, len(windows)
-    progress.states_read = progress.readings = 0
+    progress.states_read = progress.readings = progress.statistics_read = 0
     progress.oldest = min(starts.values()) if starts else None
     began = time.monotonic()
     for window in windows:
@@ -128,6 +142,8 @@ async def run_backfill(
                     rows.append((float(when), entity_id, item.get("s")))
         rows.sort()
         progress.states_read += len(rows)
+        for when, entity_id, _ in rows:
+            first_state.setdefault(entity_id, when)
         for when, entity_id, state in rows:
             if feed.offer(entity_id, state, when):
                 progress.readings += 1
@@ -135,15 +151,65 @@ async def run_backfill(
                 await feed.flush(emit)
         await feed.flush(emit)  # saves the watermarks: a restart resumes after this window
         progress.windows_done += 1
+    if new_counters:
+        ends = {e: min(first_state.get(e, until), until) for e in new_counters}
+        await backfill_statistics(conn, feed, emit, ends, floor, chunk_hours, progress)
     progress.state, progress.finished = "done", time.time()
     if windows:
         log.info(
-            "backfill from the recorder: %d entities, %d window(s) since %s, %d states read, %d readings "
-            "emitted in %.1f s",
+            "backfill from the recorder: %d entities, %d window(s) since %s, %d states and %d hourly "
+            "statistics read, %d readings emitted in %.1f s",
             len(starts),
             len(windows),
             iso(min(starts.values())),
             progress.states_read,
+            progress.statistics_read,
             progress.readings,
             time.monotonic() - began,
         )
+
+
+async def backfill_statistics(
+    conn: Connection,
+    feed: Feed,
+    emit: Emit,
+    ends: dict[str, float],
+    floor: float,
+    chunk_hours: float,
+    progress: Progress,
+) -> None:
+    """Hourly counter readings from HA's long-term statistics, from ``floor`` up to (not including)
+    each entity's oldest recorded state in ``ends``; in windows of at least a month (an hourly row per
+    entity is small), each stored before the next."""
+    chunk = max(chunk_hours * 3600, STATISTICS_CHUNK)
+    t, last = floor, max(ends.values())
+    while t < last:
+        end = min(t + chunk, last)
+        wanted = sorted(e for e, until in ends.items() if until > t)
+        try:
+            answer = await conn.command(
+                "recorder/statistics_during_period",
+                start_time=iso(t),
+                end_time=iso(end),
+                statistic_ids=wanted,
+                period="hour",
+                types=["state"],
+                units={"energy": "kWh"},
+            )
+        except CommandFailed as exc:  # no statistics here: the states are history enough
+            log.warning("long-term statistics not read: %s", exc)
+            return
+        for entity_id, rows in (answer or {}).items():
+            for row in rows:
+                hour_end, value = row.get("end"), row.get("state")
+                if not isinstance(hour_end, int | float) or not isinstance(value, int | float):
+                    continue
+                when = float(hour_end) / 1000  # HA answers epoch milliseconds
+                if floor < when < ends.get(entity_id, floor):
+                    progress.statistics_read += 1
+                    if feed.offer_past(entity_id, float(value), when):
+                        progress.readings += 1
+                if feed.full:
+                    await feed.flush(emit)
+        await feed.flush(emit)
+        t = end

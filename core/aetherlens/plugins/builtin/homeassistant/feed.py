@@ -69,6 +69,23 @@ class Feed:
         self.last_reading = when
         return True
 
+    def offer_past(self, entity_id: str, value: float, when: float) -> bool:
+        """Queue a canonical value from before everything this entity ever handed over (HA's long-term
+        statistics, older than the recorder's states): it neither checks nor moves the watermark."""
+        item = self.tracked.get(entity_id)
+        if item is None:
+            return False
+        self._batch.append(
+            {
+                "time": datetime.fromtimestamp(when, UTC).isoformat(),
+                "device_id": item.device_id,
+                "metric_type": item.metric_type,
+                "value": value,
+                "unit": CANONICAL[item.metric_type],
+            }
+        )
+        return True
+
     @property
     def full(self) -> bool:
         return len(self._batch) >= MAX_BATCH
