@@ -611,20 +611,28 @@ class PluginRunner:
         await self._collect_once()
         await self._update_health()
 
-    async def _collect_once(self) -> None:
+    async def _poll(self, kind: str) -> tuple[str, Any]:
+        """One poll request (``collect`` / ``collect_costs``), counted: ("ok", its answer), ("failed",
+        None) when the plugin raised, ("gone", None) when its process is not there to ask."""
         try:
-            items = await self.request("collect")
+            answer = await self.request(kind)
         except PluginUnavailable:
-            return
+            return "gone", None
         except PluginError as exc:
             self.errors += 1
             self.consecutive_errors += 1
             self.last_error = exc.message
-            return
-        batch: Sequence[dict[str, Any]] = items if isinstance(items, list) else []
+            return "failed", None
         self.collections += 1
         self.consecutive_errors = 0
         self.last_success = datetime.now(UTC)
+        return "ok", answer
+
+    async def _collect_once(self) -> None:
+        outcome, items = await self._poll("collect")
+        if outcome != "ok":
+            return
+        batch: Sequence[dict[str, Any]] = items if isinstance(items, list) else []
         if batch:
             try:
                 result = await self.sink.submit(batch, wait=True, source=self.id)
@@ -644,20 +652,13 @@ class PluginRunner:
 
     async def _collect_costs_once(self) -> None:
         """One cost poll: report -> cost sink -> ``costs_stored`` -> fresh health."""
-        try:
-            report = await self.request("collect_costs")
-        except PluginUnavailable:
+        outcome, report = await self._poll("collect_costs")
+        if outcome == "gone":
             return
-        except PluginError as exc:
-            self.errors += 1
-            self.consecutive_errors += 1
-            self.last_error = exc.message
+        if outcome == "failed":
             await self._update_health()
             self.cost_polls += 1
             return
-        self.collections += 1
-        self.consecutive_errors = 0
-        self.last_success = datetime.now(UTC)
         ok, error = await self._store_costs(report)
         with contextlib.suppress(PluginUnavailable):
             try:
