@@ -108,6 +108,20 @@ async def drop_database(name: str, admin_dsn: str = ADMIN_DSN) -> None:
         await conn.close()
 
 
+async def set_connectable(name: str, allowed: bool, admin_dsn: str = ADMIN_DSN) -> None:
+    """Make database ``name`` refuse (or accept again) every connection, its pools' included: a
+    database outage for one test's database, the server staying up for the others."""
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}')
+        if not allowed:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+            )
+    finally:
+        await admin.close()
+
+
 async def migrate(dsn: str) -> Capabilities:
     """Probe the server (creating timescaledb where usable) and apply the repository's migrations."""
     conn = await asyncpg.connect(dsn)

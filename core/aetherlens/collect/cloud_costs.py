@@ -153,10 +153,10 @@ def parse_report(report: Any) -> ParsedReport:
     return parsed
 
 
-def replaces_budgets(report: Mapping[str, Any], parsed: ParsedReport) -> bool:
+def replaces_budgets(report: Mapping[str, Any]) -> bool:
     """A report that says nothing at all (a poll the plugin skipped) leaves the stored budgets alone;
-    any other report states the instance's whole set of budgets."""
-    return bool(parsed.records or parsed.budgets or report.get("records") or report.get("budgets"))
+    any other report (even one whose items were all refused) states the instance's whole set."""
+    return bool(report.get("records") or report.get("budgets"))
 
 
 class CostWriter:
@@ -173,7 +173,7 @@ class CostWriter:
                 records = await upsert_cloud_costs(conn, parsed.records)
                 budgets = (
                     await replace_budgets(conn, source, parsed.budgets)
-                    if replaces_budgets(report, parsed)
+                    if replaces_budgets(report)
                     else 0
                 )
         if parsed.rejected:

@@ -77,7 +77,7 @@ class MemorySink:
                 "estimated": row.estimated,
             }
             self.costs[row.key()] = wire
-        if replaces_budgets(report, parsed):
+        if replaces_budgets(report):
             self.budgets = {
                 (b.provider, b.account): {
                     "provider": b.provider,

@@ -65,8 +65,7 @@ ORDER BY provider, account
 # forecast rows only for the days after today (earlier ones are superseded by actuals).
 _SUMMARY_SQL: Final = """
 SELECT provider, account, currency,
-       sum(amount) FILTER (WHERE kind = 'actual' AND day <= $2) AS month_to_date,
-       count(*) FILTER (WHERE kind = 'actual' AND day <= $2) AS actual_rows,
+       sum(amount) FILTER (WHERE kind = 'actual' AND day <= $2) AS month_to_date,  -- NULL: no actuals
        sum(amount) FILTER (WHERE kind = 'forecast' AND day > $2) AS forecast_rest,
        sum(amount) FILTER (WHERE kind = 'actual' AND day = $2 AND estimated) AS estimated_today
 FROM cloud_costs
@@ -259,7 +258,7 @@ async def month_summary(
             provider=r["provider"],
             account=r["account"],
             currency=r["currency"],
-            month_to_date=number(r["month_to_date"]) if r["actual_rows"] else None,
+            month_to_date=number(r["month_to_date"]),
             forecast_rest=number(r["forecast_rest"]),
             estimated_today=number(r["estimated_today"]),
         )

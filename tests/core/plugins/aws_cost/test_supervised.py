@@ -13,9 +13,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import pytest
 from api.conftest import ADMIN_PASSWORD
+from dbtest import set_connectable
 
 from aetherlens.config import Settings
 from aetherlens.plugins.discovery import BUILTIN_DIR
@@ -56,18 +56,6 @@ async def test_a_named_profile_and_the_environment_reach_only_this_plugin(
     assert run.budgets == [
         {"provider": "aws", "account": ACCOUNT, "amount": "10", "currency": None, "source": "aws_cost"}
     ]
-
-
-async def _set_connectable(name: str, allowed: bool) -> None:
-    admin = await asyncpg.connect(database="postgres", host="127.0.0.1", user="postgres")
-    try:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}')
-        if not allowed:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
-            )
-    finally:
-        await admin.close()
 
 
 async def test_end_to_end_into_the_database_out_through_the_api_and_an_outage(
@@ -151,7 +139,7 @@ async def test_end_to_end_into_the_database_out_through_the_api_and_an_outage(
         window = min(first, d - dt.timedelta(days=2)).isoformat()
         name = dsn.rsplit("/", 1)[-1].split("?")[0]
         asked = len(front.requests("GetCostAndUsage"))
-        await _set_connectable(name, False)
+        await set_connectable(name, False)
         try:
             await supervisor.reconfigure("aws_cost", config)
             runner = supervisor.runners["aws_cost"]
@@ -167,7 +155,7 @@ async def test_end_to_end_into_the_database_out_through_the_api_and_an_outage(
             ] * 4
             assert runner.health["closed_days"] == 0
         finally:
-            await _set_connectable(name, True)
+            await set_connectable(name, True)
         await wait_for(lambda: runner.health.get("closed_days", 0) >= 1, within=30, what="stored again")
         asked = len(front.requests("GetCostAndUsage"))
         await wait_for(lambda: len(front.requests("GetCostAndUsage")) > asked, within=30, what="a later poll")

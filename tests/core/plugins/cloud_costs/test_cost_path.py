@@ -13,6 +13,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from dbtest import set_connectable
 
 from aetherlens.collect.cloud_costs import CostWriter, parse_report
 from aetherlens.config import Settings
@@ -112,19 +113,6 @@ def test_parse_report_names_each_problem() -> None:
         parse_report([])
 
 
-async def _set_connectable(name: str, allowed: bool) -> None:
-    """Make the test's database refuse (or accept again) every connection, its pool's included."""
-    admin = await asyncpg.connect(database="postgres", host="127.0.0.1", user="postgres")
-    try:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}')
-        if not allowed:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
-            )
-    finally:
-        await admin.close()
-
-
 async def test_reports_reach_cloud_costs_and_an_unreachable_database_means_ok_false(
     pool: asyncpg.Pool,
 ) -> None:
@@ -150,14 +138,14 @@ async def test_reports_reach_cloud_costs_and_an_unreachable_database_means_ok_fa
         ]
 
         name = await pool.fetchval("SELECT current_database()")
-        await _set_connectable(name, False)
+        await set_connectable(name, False)
         failed_before = runner.health.get("stored_failed", 0)
         await wait_for(lambda: runner.health.get("stored_failed", 0) > failed_before, what="ok=False")
         assert "storing costs failed" in (runner.last_error or "")
         assert runner.health["last_store_error"]
 
         failed_poll = runner.health["polls"]  # a poll whose report was refused
-        await _set_connectable(name, True)
+        await set_connectable(name, True)
         ok_before = runner.health["stored_ok"]
         await wait_for(lambda: runner.health["stored_ok"] > ok_before, what="stored again")
         assert runner.health["last_store_error"] is None
