@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from api.conftest import api_dsn, make_api  # noqa: F401 - re-exported fixtures: the HTTP API on a real database
 
 from aetherlens.plugins.builtin.azure_cost.plugin import AzureCostPlugin
 

@@ -5,20 +5,12 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
-from api.conftest import ApiTestServer, api_settings
+from api.conftest import MakeApi
 
-from aetherlens.api.app import create_app
-from aetherlens.api.context import ApiContext, StaticCapabilities
-from aetherlens.api.security import AUTH_SERVICE_KEY
-from aetherlens.auth.service import ensure_admin
 from aetherlens.collect.cloud_costs import CostWriter
-from aetherlens.db.pool import create_pool
 from aetherlens.plugins.discovery import discover
 from aetherlens.plugins.runner import child_environment
 from aetherlens.plugins.supervisor import Supervisor
@@ -30,20 +22,20 @@ from .conftest import SECRET, SUB_A, SUB_B, plugin_config
 
 
 async def test_costs_reach_the_api_and_closed_days_are_not_asked_again(
-    azure: AzureServer, migrated_database: Callable[[], Awaitable[str]], tmp_path: Path
+    azure: AzureServer, make_api: MakeApi, tmp_path: Path
 ) -> None:
     today = dt.datetime.now(dt.UTC).date()
     open_from = today - dt.timedelta(days=3)
     settings = make_settings(
         {"azure_cost": {"config": plugin_config(azure), "poll_interval": 0.5}}, data_dir=tmp_path / "data"
     )
-    pool = await create_pool(await migrated_database(), settings, min_size=1, max_size=3)
+    api = await make_api()  # the HTTP API on the database the core's cost writer stores into
     supervisor = Supervisor(
         settings,
         MemorySink(),
         plugins=discover(settings, include_packages=False),
         options=FAST,
-        cost_sink=CostWriter(pool, timeout=5),
+        cost_sink=CostWriter(api.pool, timeout=5),
     )
     await supervisor.start()
     runner = supervisor.runners["azure_cost"]
@@ -61,52 +53,34 @@ async def test_costs_reach_the_api_and_closed_days_are_not_asked_again(
     assert status["health"]["subscriptions"][SUB_A]["last_error"] is None
     assert SECRET not in json.dumps(status, default=str)
 
-    api_cfg = api_settings(tmp_path / "api")
-    await ensure_admin(pool, api_cfg)
-    context = ApiContext(
-        settings=api_cfg,
-        pool=pool,
-        capabilities=StaticCapabilities({"timescaledb": False, "timescaledb_tsl": False}),
-        instance_id="test-instance",
-        version="0.1.0-test",
+    headers = {"Authorization": f"Bearer {await api.key(['read'])}"}
+    resp = await api.client.get(
+        "/api/v1/cloud-costs", params={"provider": "azure", "account": SUB_A}, headers=headers
     )
-    client: TestClient[Any, Any] = TestClient(ApiTestServer(create_app(context)))
-    await client.start_server()
-    try:
-        key = (await client.app[AUTH_SERVICE_KEY].create_key("e2e", ["read"])).key
-        headers = {"Authorization": f"Bearer {key}"}
-        resp = await client.get(
-            "/api/v1/cloud-costs", params={"provider": "azure", "account": SUB_A}, headers=headers
-        )
-        assert resp.status == 200, await resp.text()
-        items = (await resp.json())["items"]
-        actual = [i for i in items if i["kind"] == "actual"]
-        days = {dt.date.fromisoformat(i["day"]) for i in actual}
-        assert days == {first_day + dt.timedelta(days=n) for n in range((today - first_day).days + 1)}
-        assert {i["day"] for i in actual if i["estimated"]} == {
-            (open_from + dt.timedelta(days=n)).isoformat() for n in range(4)
-        }
-        vm = next(
-            i
-            for i in actual
-            if i["day"] == today.isoformat() and i["resource_group"] == "ict_stratandplan_goldsprova_prod"
-        )
-        assert vm["service"] == "Virtual Machines" and vm["currency"] == "USD"
-        assert abs(vm["amount"] - (218.68795741935486 + 0.009865586851323632)) < 1e-9
-        last = today.replace(day=calendar.monthrange(today.year, today.month)[1])
-        forecast = sorted(i["day"] for i in items if i["kind"] == "forecast")
-        assert forecast == [
-            (today + dt.timedelta(days=n)).isoformat() for n in range(1, (last - today).days + 1)
-        ]
+    assert resp.status == 200, await resp.text()
+    items = (await resp.json())["items"]
+    actual = [i for i in items if i["kind"] == "actual"]
+    days = {dt.date.fromisoformat(i["day"]) for i in actual}
+    assert days == {first_day + dt.timedelta(days=n) for n in range((today - first_day).days + 1)}
+    assert {i["day"] for i in actual if i["estimated"]} == {
+        (open_from + dt.timedelta(days=n)).isoformat() for n in range(4)
+    }
+    vm = next(
+        i
+        for i in actual
+        if i["day"] == today.isoformat() and i["resource_group"] == "ict_stratandplan_goldsprova_prod"
+    )
+    assert vm["service"] == "Virtual Machines" and vm["currency"] == "USD"
+    assert abs(vm["amount"] - (218.68795741935486 + 0.009865586851323632)) < 1e-9
+    last = today.replace(day=calendar.monthrange(today.year, today.month)[1])
+    forecast = sorted(i["day"] for i in items if i["kind"] == "forecast")
+    assert forecast == [(today + dt.timedelta(days=n)).isoformat() for n in range(1, (last - today).days + 1)]
 
-        resp = await client.get("/api/v1/cloud-costs/summary", headers=headers)
-        summary = {s["account"]: s for s in (await resp.json())["items"] if s["provider"] == "azure"}
-        assert summary[SUB_A]["budget"] == 50 and summary[SUB_A]["currency"] == "USD"
-        assert summary[SUB_B]["budget"] == 200 and summary[SUB_B]["currency"] == "EUR"
-        assert summary[SUB_A]["month_to_date"] > 0
-    finally:
-        await client.close()
-        await pool.close()
+    resp = await api.client.get("/api/v1/cloud-costs/summary", headers=headers)
+    summary = {s["account"]: s for s in (await resp.json())["items"] if s["provider"] == "azure"}
+    assert summary[SUB_A]["budget"] == 50 and summary[SUB_A]["currency"] == "USD"
+    assert summary[SUB_B]["budget"] == 200 and summary[SUB_B]["currency"] == "EUR"
+    assert summary[SUB_A]["month_to_date"] > 0
 
 
 async def test_a_managed_identity_in_the_cores_environment_reaches_the_plugin_process(
