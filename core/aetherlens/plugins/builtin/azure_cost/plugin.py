@@ -126,7 +126,6 @@ class AzureCostPlugin(BasePlugin):
 
     async def collect_costs(self) -> CostReport:
         now = self.clock()
-        self._collections += 1
         self.last_poll = now
         self.pending = {}
         results = await asyncio.gather(*(self._collect_one(sub, now) for sub in self.cfg.subscriptions))

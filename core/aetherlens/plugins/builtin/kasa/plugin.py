@@ -116,7 +116,6 @@ class KasaPlugin(BasePlugin):
                 log.log(level, "kasa device %s skipped this poll: %s", link.target.address, describe(result))
                 continue
             metrics.extend(result)
-        self._collections += 1
         if links and len(failed) == len(links):
             # Nothing answered: a failed poll (counted in `plugins status` with this as last_error),
             # not an empty success; one device down among others stays in its own health only.
