@@ -512,8 +512,7 @@ class PluginRunner:
         elif kind == "ready":
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(message)
-            if self.manifest.has("device.discover"):
-                self._devices_changed()
+            self._devices_changed()  # a new process: its devices may have changed while it was down
         elif kind == "devices_changed":
             self._devices_changed()
         elif kind == "result":
@@ -655,18 +654,15 @@ class PluginRunner:
         outcome, report = await self._poll("collect_costs")
         if outcome == "gone":
             return
-        if outcome == "failed":
-            await self._update_health()
-            self.cost_polls += 1
-            return
-        ok, error = await self._store_costs(report)
-        with contextlib.suppress(PluginUnavailable):
-            try:
-                await self.request("costs_stored", ok=ok, error=error)
-            except PluginError as exc:
-                self.errors += 1
-                self.last_error = exc.message
-        await self._update_health()
+        if outcome == "ok":
+            ok, error = await self._store_costs(report)
+            with contextlib.suppress(PluginUnavailable):
+                try:
+                    await self.request("costs_stored", ok=ok, error=error)
+                except PluginError as exc:
+                    self.errors += 1
+                    self.last_error = exc.message
+        await self._update_health()  # a failed poll too: the plugin's health says why
         self.cost_polls += 1
 
     async def _store_costs(self, report: Any) -> tuple[bool, str | None]:
