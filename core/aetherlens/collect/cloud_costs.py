@@ -172,9 +172,7 @@ class CostWriter:
             async with self.pool.acquire() as conn, conn.transaction():
                 records = await upsert_cloud_costs(conn, parsed.records)
                 budgets = (
-                    await replace_budgets(conn, source, parsed.budgets)
-                    if replaces_budgets(report)
-                    else 0
+                    await replace_budgets(conn, source, parsed.budgets) if replaces_budgets(report) else 0
                 )
         if parsed.rejected:
             log.warning(
